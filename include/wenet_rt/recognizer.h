@@ -1,0 +1,81 @@
+// wenet-rt public API: a batched speech recognizer over a WeNet model directory.
+//
+//   wenet_rt::RecognizerConfig cfg;           // cpu, attention rescoring, beam 10
+//   cfg.device = "cuda";
+//   wenet_rt::Recognizer rec("models/demo", cfg);
+//   for (auto& r : rec.recognize_files({{"utt1", "a.wav"}, {"utt2", "b.flac"}}))
+//     std::cout << r.key << ' ' << r.text << '\n';
+//
+// A Recognizer is not thread-safe: use one per thread (they may share nothing but the files).
+// Errors (bad model directory, bad options) are thrown as wenet_rt::Error (a std::runtime_error);
+// per-file failures (unreadable or empty audio) are reported in RecognitionResult::error and the
+// rest of the batch goes on.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wenet_rt {
+
+enum class DecodeMode { kCtcGreedy, kCtcPrefixBeam, kAttentionRescoring };
+
+DecodeMode parse_decode_mode(const std::string& name);  // ctc_greedy | ctc_prefix_beam | attention_rescoring
+const char* decode_mode_name(DecodeMode mode);
+
+struct RecognizerConfig {
+  std::string device = "cpu";      // cpu | cuda
+  std::string precision = "fp16";  // fp16 | fp32 (cuda; the cpu backend is always fp32)
+  DecodeMode mode = DecodeMode::kAttentionRescoring;
+  int beam = 10;                   // CTC prefix beam, and the N-best that rescoring scores
+  // Rescoring: final = rescoring_weight * decoder score + ctc_weight * CTC prefix score, the
+  // decoder score mixing l2r and r2l as (1 - reverse_weight) * l2r + reverse_weight * r2l.
+  // Defaults are WeNet's C++ runtime's; reverse_weight < 0 takes train.yaml's model_conf value.
+  float ctc_weight = 0.5f;
+  float rescoring_weight = 1.0f;
+  float reverse_weight = -1.0f;
+  int batch_size = 16;             // utterances per encoder batch (sorted by length)
+  int threads = 0;                 // CPU threads (BLAS, front end); 0 = all cores
+  bool cuda_graphs = true;
+
+  void validate() const;           // throws wenet_rt::Error naming the bad field
+  std::string describe() const;
+};
+
+struct RecognitionResult {
+  std::string key;
+  std::string text;
+  std::vector<int> tokens;
+  double score = 0;         // the winning hypothesis' final score
+  double duration_s = 0;    // audio duration
+  std::string error;        // non-empty if this utterance failed; text is then empty
+};
+
+class Recognizer {
+ public:
+  Recognizer(const std::string& model_dir, const RecognizerConfig& config);
+  ~Recognizer();
+  Recognizer(const Recognizer&) = delete;
+  Recognizer& operator=(const Recognizer&) = delete;
+
+  // (key, path) pairs, in order; results come back in the same order. `progress(done, total)` is
+  // called after each batch.
+  std::vector<RecognitionResult> recognize_files(
+      const std::vector<std::pair<std::string, std::string>>& files,
+      const std::function<void(size_t, size_t)>& progress = {});
+
+  // One utterance from samples in memory (normalized floats in [-1, 1)).
+  RecognitionResult recognize(const std::string& key, const std::vector<float>& samples, int sample_rate);
+
+  int sample_rate() const;
+  std::string describe() const;  // model + configuration summary
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wenet_rt

@@ -1,0 +1,121 @@
+// The backend interface: the ops the model graph (src/graph) is written in. One graph, two backends:
+// cpu (fp32, BLAS) and cuda (fp16/fp32, cuBLASLt + fused kernels). Ops are fused where fusion is
+// the point (bias/activation/residual epilogues, rel-pos attention with masks, GLU + depthwise conv +
+// norm + activation), so a backend can implement each as one kernel.
+//
+// Conventions: activations are row-major, [B, T, C] viewed as rows of C; a 2-D operand may have
+// strided rows (Tensor::ld), e.g. the Q/K/V column slices of a fused QKV projection. Sequence
+// lengths are i32 tensors in backend memory. All ops are asynchronous on the backend's stream;
+// to_host() synchronizes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace wenet_rt {
+
+// Activation: model/config.h
+
+// y = x W^T + b, i.e. W is [N, K] as in torch.nn.Linear.
+struct LinearWeights {
+  Tensor w;  // [N, K], compute dtype
+  Tensor b;  // [N] or empty (data == nullptr)
+};
+
+struct LayerNormWeights {
+  Tensor gamma, beta;  // [D]
+};
+
+struct AttentionArgs {
+  Tensor q;         // [Bq, Tq, H*dk]  (rows may be strided)
+  Tensor k, v;      // [Bk, Tk, H*dk]  (rows may be strided); Bq = Bk * queries_per_kv
+  Tensor key_lens;  // i32 [Bk]: keys at t >= len are masked
+  int heads = 1;
+  int queries_per_kv = 1;  // decoder: N hypotheses share their utterance's memory K/V
+  bool causal = false;     // key j visible to query i only if j <= i
+  // Relative-position attention (WeNet rel_selfattn, no rel_shift): when pos.data != nullptr,
+  // scores = ((q + pos_bias_u) k^T + (q + pos_bias_v) p^T) / sqrt(dk), p = pos [Tk, H*dk].
+  Tensor pos, pos_bias_u, pos_bias_v;  // pos_bias_* : [H, dk]
+  Tensor out;                          // [Bq, Tq, H*dk]
+};
+
+// The conformer convolution module between its two pointwise convolutions:
+// y = act(norm(depthwise_conv(glu(x)))), with BatchNorm folded into the depthwise weights at load
+// (norm.gamma.data == nullptr) or a LayerNorm over channels (cnn_module_norm: layer_norm).
+struct ConvModuleArgs {
+  Tensor x;         // [B, T, 2D], output of pointwise_conv1
+  Tensor lens;      // i32 [B] (informational: WeNet convolves padded frames too, see graph)
+  Tensor dw_w;      // [D, K] depthwise kernel: 'same' zero padding, or K-1 left zeros if causal
+  Tensor dw_b;      // [D]
+  LayerNormWeights norm;  // empty for batch_norm (folded)
+  Tensor y;         // [B, T, D]
+  // Causal conv (encoder_conf.causal): frame t sees t-K+1 .. t, and frames before 0 hold
+  // causal_pad [D]: WeNet pads the module's *input* on the left, so they are glu(pointwise_conv1 bias).
+  bool causal = false;
+  Tensor causal_pad;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // dtype of weights and activations (f32 on cpu; f16 or f32 on cuda).
+  virtual DType act_dtype() const = 0;
+
+  // --- memory ---------------------------------------------------------------------------------
+  // Persistent copy of a float32 host tensor, converted to `dtype` (weights, tables).
+  virtual Tensor upload(const HostTensor& t, DType dtype) = 0;
+  // Scratch from the per-forward arena; valid until reset_arena().
+  virtual Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) = 0;
+  virtual void reset_arena() = 0;
+  // Host <-> backend copies; `host` is float32 (or int32 for i32 tensors), converted as needed.
+  virtual void copy_in(const void* host, const Tensor& dst) = 0;
+  virtual void copy_out(const Tensor& src, void* host) = 0;  // synchronizes
+  // Runs `body`; backends with CUDA graphs capture it once per key and replay it afterwards.
+  // body must only launch ops on tensors whose addresses are the same for the same key.
+  virtual void run_cached(const std::string& key, const std::function<void()>& body) { (void)key; body(); }
+
+  // --- ops ------------------------------------------------------------------------------------
+  // y = act(x W^T + b) + residual    (x [M, K], residual/y [M, N]; residual may alias y)
+  virtual void linear(const Tensor& x, const LinearWeights& w, Activation act, const Tensor* residual,
+                      const Tensor& y) = 0;
+  // y = LayerNorm(x) (eps 1e-5) over the last axis. With zero_lens ([B] for x [B, T, D]), rows
+  // with t >= lens[b] are written as zeros (WeNet masks the conv module's input this way).
+  virtual void layer_norm(const Tensor& x, const LayerNormWeights& w, const Tensor& y,
+                          const Tensor* zero_lens = nullptr) = 0;
+  // y = (x - mean) * istd per column (x [M, F] float32 features; y in act dtype).
+  virtual void cmvn(const Tensor& x, const Tensor& mean, const Tensor& istd, const Tensor& y) = 0;
+  // 2-D convolution, no padding, NCHW: x [B, C, H, W], w [O, C, kh, kw], y [B, O, H', W'], optional ReLU.
+  virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu,
+                      const Tensor& y) = 0;
+  // [B, C, T, F] -> [B, T, C, F] (flattening conv-subsampling output into frames).
+  virtual void transpose_ct(const Tensor& x, const Tensor& y) = 0;
+  // y[b, t, :] = x[b, t, :] * scale + (pos ? pos[t, :] : 0)    (pos: [>=T, D])
+  virtual void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) = 0;
+  // y[b, t, :] = table[ids[b, t], :] * scale + pos[t, :]        (ids i32 [B, T])
+  virtual void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos,
+                     const Tensor& y) = 0;
+  virtual void attention(const AttentionArgs& a) = 0;
+  virtual void conv_module(const ConvModuleArgs& a, Activation act) = 0;
+  // Row-wise log-softmax (float32 output for any input dtype).
+  virtual void log_softmax(const Tensor& x, const Tensor& y) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+#ifdef WENET_RT_HAVE_CUDA
+struct CudaBackendOptions {
+  DType dtype = DType::kF16;
+  bool cuda_graphs = true;
+  int device = 0;
+  void* stream = nullptr;  // cudaStream_t; null = the backend creates its own
+};
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& opts);
+#endif
+
+}  // namespace wenet_rt

@@ -1,0 +1,84 @@
+#include "decode/attention_rescoring.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+
+namespace wenet_rt {
+
+void RescoreOptions::validate() const {
+  WENET_CHECK(reverse_weight >= 0.f && reverse_weight <= 1.f,
+              "attention rescoring: expected reverse_weight in [0, 1], got {}", reverse_weight);
+}
+
+int decoder_input_width(const std::vector<Hypothesis>& hyps) {
+  size_t longest = 0;
+  for (const Hypothesis& h : hyps) longest = std::max(longest, h.tokens.size());
+  return int(longest) + 1;
+}
+
+void build_decoder_inputs(const std::vector<Hypothesis>& hyps, int sos, int eos, bool reverse, int width,
+                          int* ids, int* lens) {
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    const std::vector<int>& tokens = hyps[i].tokens;
+    const int len = int(tokens.size());
+    WENET_CHECK(len + 1 <= width, "build_decoder_inputs: hypothesis {} has {} tokens, expected at most width - 1 = {}",
+                i, len, width - 1);
+    int* row = ids + i * size_t(width);
+    row[0] = sos;
+    for (int j = 0; j < len; ++j) row[1 + j] = reverse ? tokens[len - 1 - j] : tokens[j];
+    std::fill(row + 1 + len, row + width, eos);
+    if (lens) lens[i] = len + 1;
+  }
+}
+
+int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width, int vocab,
+                      int eos, const RescoreOptions& opts) {
+  opts.validate();
+  WENET_CHECK(!hyps.empty(), "attention_rescore: expected at least one hypothesis, got none");
+  WENET_CHECK(l2r != nullptr, "attention_rescore: the left-to-right decoder log-probs are null");
+  const bool use_r2l = opts.reverse_weight > 0.f;
+  WENET_CHECK(!use_r2l || r2l != nullptr, "attention_rescore: reverse_weight is {} but the right-to-left decoder "
+              "log-probs are null", opts.reverse_weight);
+  WENET_CHECK(eos >= 0 && eos < vocab, "attention_rescore: expected eos in [0, {}), got {}", vocab, eos);
+
+  // WeNet accumulates these scores in float32 (sums of decoder-output tensor elements) while its
+  // weights are python doubles; mirror both so that near-ties resolve the same way.
+  const double reverse_weight = opts.reverse_weight;
+  const float l2r_scale = float(1.0 - reverse_weight);
+  const float r2l_scale = float(reverse_weight);
+  int best = 0;
+  float best_total = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    const std::vector<int>& tokens = hyps[i].tokens;
+    const int len = int(tokens.size());
+    WENET_CHECK(len + 1 <= width, "attention_rescore: hypothesis {} has {} tokens, expected at most width - 1 = {}",
+                i, len, width - 1);
+    for (int w : tokens) {
+      WENET_CHECK(w >= 0 && w < vocab, "attention_rescore: hypothesis {} holds token {}, expected [0, {})", i, w, vocab);
+    }
+    // Position j of the l2r output predicts tokens[j]; position len predicts <eos>.
+    const float* rows = l2r + i * size_t(width) * vocab;
+    float score = 0.f;
+    for (int j = 0; j < len; ++j) score += rows[size_t(j) * vocab + tokens[j]];
+    score += rows[size_t(len) * vocab + eos];
+    if (use_r2l) {
+      // The r2l input is <sos> + reversed tokens, so position j predicts tokens[len - 1 - j].
+      const float* r_rows = r2l + i * size_t(width) * vocab;
+      float r_score = 0.f;
+      for (int j = 0; j < len; ++j) r_score += r_rows[size_t(len - 1 - j) * vocab + tokens[j]];
+      r_score += r_rows[size_t(len) * vocab + eos];
+      score = score * l2r_scale + r_score * r2l_scale;
+    }
+    hyps[i].rescore = score;
+    hyps[i].total = opts.rescoring_weight * score + float(double(opts.ctc_weight) * hyps[i].ctc_score);
+    if (hyps[i].total > best_total) {
+      best_total = hyps[i].total;
+      best = int(i);
+    }
+  }
+  return best;
+}
+
+}  // namespace wenet_rt

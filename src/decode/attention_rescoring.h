@@ -1,0 +1,44 @@
+// Attention rescoring of a CTC N-best, as WeNet's python `attention_rescoring` scores it: per
+// hypothesis the sum of the decoder's log-probs of its tokens and of the final <eos>; with a
+// bidirectional decoder, (1 - reverse_weight) * l2r + reverse_weight * r2l; then
+// rescoring_weight * that + ctc_weight * the CTC prefix score (WeNet's C++ runtime formula; its
+// python has no rescoring_weight, i.e. 1). The decoder runs elsewhere (a backend); this file builds
+// its inputs and combines its outputs.
+//
+// Batches: the decoder may run on [B][nbest_max][width][vocab] rows; pass each utterance's slice
+// (`l2r + b * nbest_max * width * vocab`). Rows past hyps.size() and columns past each hypothesis'
+// length + 1 are never read.
+#pragma once
+
+#include <vector>
+
+#include "decode/ctc_search.h"
+
+namespace wenet_rt {
+
+struct RescoreOptions {
+  float ctc_weight = 0.5f;        // WeNet C++ runtime default (its python recognize.py uses 0.0)
+  float reverse_weight = 0.f;     // > 0 needs the right-to-left decoder's log-probs
+  float rescoring_weight = 1.f;
+
+  void validate() const;  // throws wenet_rt::Error naming the bad field
+};
+
+// Decoder input width for an N-best: longest hypothesis + 1 (<sos> + tokens; the decoder output at
+// position len(hyp) scores <eos>). 1 when every hypothesis is empty.
+int decoder_input_width(const std::vector<Hypothesis>& hyps);
+
+// Fills `ids` ([hyps.size()][width], row-major) as WeNet builds decoder inputs: <sos>, the tokens,
+// then <eos> padding. With `reverse` the tokens are reversed (right-to-left decoder input, as
+// WeNet's forward_attention_decoder builds r_hyps: <sos> + reversed tokens + <eos> padding).
+// `lens` (optional, [hyps.size()]) gets len(tokens) + 1, the same for both directions.
+void build_decoder_inputs(const std::vector<Hypothesis>& hyps, int sos, int eos, bool reverse, int width,
+                          int* ids, int* lens = nullptr);
+
+// Scores every hypothesis from decoder log-probs `l2r` (and `r2l` when reverse_weight > 0; may be
+// null otherwise), both [hyps.size()][width][vocab] for the inputs built above. Fills
+// Hypothesis::rescore and ::total; returns the index of the best total (the first one on ties).
+int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width, int vocab,
+                      int eos, const RescoreOptions& opts);
+
+}  // namespace wenet_rt

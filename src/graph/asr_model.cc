@@ -1,0 +1,468 @@
+#include "graph/asr_model.h"
+
+#include <cmath>
+#include <string>
+
+namespace wenet_rt {
+namespace {
+
+constexpr int kMaxPositions = 5000;  // WeNet's PositionalEncoding max_len
+
+// Sinusoidal table as WeNet computes it in float32 (the rounding of position * div_term matters at
+// large positions, so mirror torch's float32 arithmetic rather than computing in double).
+HostTensor sinusoid_table(int rows, int d) {
+  HostTensor t(DType::kF32, {rows, d});
+  const float k = float(-(std::log(10000.0) / d));
+  for (int i = 0; i < d; i += 2) {
+    const float div = std::exp(float(i) * k);
+    for (int p = 0; p < rows; ++p) {
+      const float arg = float(p) * div;
+      t.data<float>()[p * d + i] = std::sin(arg);
+      if (i + 1 < d) t.data<float>()[p * d + i + 1] = std::cos(arg);
+    }
+  }
+  return t;
+}
+
+int ceil_half(int n) { return n > 1 ? (n - 1) / 2 : 0; }  // count of x[2::2]-style slicing
+
+// Reads weights of a loaded model directory by WeNet name and uploads them in the backend's layout.
+class Packer {
+ public:
+  Packer(const ModelDir& m, Backend& be) : m_(m), be_(be), dt_(be.act_dtype()) {}
+
+  const HostTensor& host(const std::string& name) const {
+    auto it = m_.weights.find(name);
+    WENET_CHECK(it != m_.weights.end(), "{}: missing parameter '{}'", m_.path, name);
+    return it->second;
+  }
+  bool has(const std::string& name) const { return m_.weights.count(name) != 0; }
+
+  Tensor tensor(const HostTensor& t) { return be_.upload(t, dt_); }
+  Tensor tensor(const std::string& name) { return tensor(host(name)); }
+
+  LinearWeights linear(const std::string& prefix, float scale = 1.f, bool bias = true) {
+    LinearWeights l;
+    HostTensor w = host(prefix + ".weight");
+    if (w.shape().size() == 3) w = w.reshaped({w.shape()[0], w.shape()[1]});  // 1x1 Conv1d
+    scale_inplace(w, scale);
+    l.w = tensor(w);
+    if (bias) {
+      HostTensor b = host(prefix + ".bias");
+      scale_inplace(b, scale);
+      l.b = tensor(b);
+    }
+    return l;
+  }
+
+  // Row-wise concatenation of several linears (fused Q/K/V projections).
+  LinearWeights fused(const std::vector<std::string>& prefixes) {
+    std::vector<const HostTensor*> ws, bs;
+    int64_t rows = 0, cols = 0;
+    for (const auto& p : prefixes) {
+      ws.push_back(&host(p + ".weight"));
+      bs.push_back(&host(p + ".bias"));
+      rows += ws.back()->shape()[0];
+      cols = ws.back()->shape()[1];
+    }
+    HostTensor w(DType::kF32, {rows, cols}), b(DType::kF32, {rows});
+    float* pw = w.data<float>();
+    float* pb = b.data<float>();
+    for (size_t i = 0; i < ws.size(); ++i) {
+      pw = std::copy_n(ws[i]->data<float>(), ws[i]->numel(), pw);
+      pb = std::copy_n(bs[i]->data<float>(), bs[i]->numel(), pb);
+    }
+    return {tensor(w), tensor(b)};
+  }
+
+  LayerNormWeights norm(const std::string& prefix) {
+    return {tensor(prefix + ".weight"), tensor(prefix + ".bias")};
+  }
+
+  // The positional table stored in the checkpoint (`<prefix>.pe`, [1, max_len, d]) when present,
+  // else computed the same way; rows are positions.
+  Tensor positions(const std::string& pe_name, int d) {
+    if (has(pe_name)) {
+      const HostTensor& pe = host(pe_name);
+      return tensor(pe.reshaped({pe.numel() / d, d}));
+    }
+    return tensor(sinusoid_table(kMaxPositions, d));
+  }
+
+ private:
+  static void scale_inplace(HostTensor& t, float s) {
+    if (s == 1.f) return;
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= s;
+  }
+
+  const ModelDir& m_;
+  Backend& be_;
+  DType dt_;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+struct AsrModel::Encoder {
+  struct Layer {
+    LayerNormWeights norm_ff_macaron, norm_mha, norm_conv, norm_ff, norm_final, conv_norm;
+    LinearWeights ff_macaron_w1, ff_macaron_w2, qkv, att_out, pos, pw1, pw2, ff_w1, ff_w2;
+    Tensor pos_bias_u, pos_bias_v, dw_w, dw_b, causal_pad;
+  };
+  std::vector<LinearWeights> convs;  // subsampling Conv2d layers (weights [O, C, 3, 3] kept 4-D)
+  std::vector<int> conv_strides;
+  LinearWeights embed_out;
+  Tensor cmvn_mean, cmvn_istd, pe;
+  int pe_rows = 0;
+  LayerNormWeights after_norm;
+  std::vector<Layer> layers;
+};
+
+struct AsrModel::Decoder {
+  struct Layer {
+    LayerNormWeights norm1, norm2, norm3;
+    LinearWeights self_qkv, self_out, src_q, src_kv, src_out, ff_w1, ff_w2;
+  };
+  Tensor embed, pe;
+  int pe_rows = 0;
+  LayerNormWeights after_norm;
+  LinearWeights output_layer;
+  std::vector<Layer> layers;
+};
+
+namespace {
+
+void pack_decoder(Packer& p, const std::string& prefix, int num_blocks, int d, AsrModel::Decoder* dec);
+
+}  // namespace
+
+AsrModel::AsrModel(const ModelDir& model, Backend& backend)
+    : config_(model.config), backend_(backend), encoder_(std::make_unique<Encoder>()) {
+  Packer p(model, backend);
+  const EncoderConfig& ec = config_.encoder;
+  const int d = ec.output_size;
+  Encoder& e = *encoder_;
+
+  // Global CMVN stays float32: features arrive as float32 and CMVN is where their range is widest.
+  HostTensor mean(DType::kF32, {int64_t(model.cmvn.mean.size())}), istd = mean;
+  for (size_t i = 0; i < model.cmvn.mean.size(); ++i) {
+    mean.data<float>()[i] = model.cmvn.mean[i];
+    istd.data<float>()[i] = model.cmvn.istd[i];
+  }
+  if (model.cmvn.mean.empty()) {  // no CMVN: identity
+    mean = HostTensor(DType::kF32, {ec.input_dim});
+    istd = mean;
+    for (int i = 0; i < ec.input_dim; ++i) istd.data<float>()[i] = 1.f, mean.data<float>()[i] = 0.f;
+  }
+  e.cmvn_mean = backend.upload(mean, DType::kF32);
+  e.cmvn_istd = backend.upload(istd, DType::kF32);
+
+  const int num_convs = ec.input_layer == Subsampling::kConv2d8 ? 3 : 2;
+  for (int i = 0; i < num_convs; ++i) {
+    const std::string c = "encoder.embed.conv." + std::to_string(2 * i);
+    e.convs.push_back({p.tensor(c + ".weight"), p.tensor(c + ".bias")});
+    e.conv_strides.push_back(ec.input_layer == Subsampling::kConv2d6 && i == 1 ? 3 : 2);
+  }
+  e.embed_out = p.linear(ec.input_layer == Subsampling::kConv2d4 ? "encoder.embed.out.0" : "encoder.embed.linear");
+  e.pe = p.positions("encoder.embed.pos_enc.pe", d);
+  e.pe_rows = int(e.pe.dim(0));
+  e.after_norm = p.norm("encoder.after_norm");
+
+  const bool conformer = ec.type == EncoderType::kConformer;
+  const float ff_scale = conformer && ec.macaron_style ? 0.5f : 1.f;
+  for (int i = 0; i < ec.num_blocks; ++i) {
+    const std::string L = "encoder.encoders." + std::to_string(i) + ".";
+    Encoder::Layer l;
+    const std::string a = L + "self_attn.";
+    l.qkv = p.fused({a + "linear_q", a + "linear_k", a + "linear_v"});
+    l.att_out = p.linear(a + "linear_out");
+    l.ff_w1 = p.linear(L + "feed_forward.w_1");
+    l.ff_w2 = p.linear(L + "feed_forward.w_2", ff_scale);
+    if (!conformer) {
+      l.norm_mha = p.norm(L + "norm1");
+      l.norm_ff = p.norm(L + "norm2");
+    } else {
+      l.norm_mha = p.norm(L + "norm_mha");
+      l.norm_ff = p.norm(L + "norm_ff");
+      l.norm_final = p.norm(L + "norm_final");
+      if (ec.macaron_style) {
+        l.norm_ff_macaron = p.norm(L + "norm_ff_macaron");
+        l.ff_macaron_w1 = p.linear(L + "feed_forward_macaron.w_1");
+        l.ff_macaron_w2 = p.linear(L + "feed_forward_macaron.w_2", ff_scale);
+      }
+    }
+    if (ec.pos_enc == PosEncType::kRelPos) {
+      l.pos = p.linear(a + "linear_pos", 1.f, /*bias=*/false);
+      l.pos_bias_u = p.tensor(p.host(a + "pos_bias_u"));
+      l.pos_bias_v = p.tensor(p.host(a + "pos_bias_v"));
+    }
+    if (conformer && ec.use_cnn_module) {
+      const std::string c = L + "conv_module.";
+      l.norm_conv = p.norm(L + "norm_conv");
+      l.pw1 = p.linear(c + "pointwise_conv1");
+      l.pw2 = p.linear(c + "pointwise_conv2");
+      HostTensor w = p.host(c + "depthwise_conv.weight");  // [D, 1, K]
+      w = w.reshaped({w.shape()[0], w.shape()[2]});
+      HostTensor b = p.host(c + "depthwise_conv.bias");
+      if (ec.cnn_module_norm == ConvNorm::kBatchNorm) {
+        // Eval BatchNorm is an affine map per channel: fold it into the depthwise conv.
+        const HostTensor &g = p.host(c + "norm.weight"), &beta = p.host(c + "norm.bias"),
+                         &rm = p.host(c + "norm.running_mean"), &rv = p.host(c + "norm.running_var");
+        const int64_t K = w.shape()[1];
+        for (int64_t ch = 0; ch < w.shape()[0]; ++ch) {
+          const float s = float(g.data<float>()[ch] / std::sqrt(double(rv.data<float>()[ch]) + 1e-5));
+          for (int64_t k = 0; k < K; ++k) w.data<float>()[ch * K + k] *= s;
+          b.data<float>()[ch] = (b.data<float>()[ch] - rm.data<float>()[ch]) * s + beta.data<float>()[ch];
+        }
+      } else {
+        l.conv_norm = p.norm(c + "norm");
+      }
+      l.dw_w = p.tensor(w);
+      l.dw_b = p.tensor(b);
+      if (ec.causal) {
+        // The left padding frames of a causal module pass through pointwise_conv1 as zeros: glu(bias).
+        const HostTensor& b1 = p.host(c + "pointwise_conv1.bias");
+        const int64_t D = b1.numel() / 2;
+        HostTensor pad(DType::kF32, {D});
+        for (int64_t ch = 0; ch < D; ++ch)
+          pad.data<float>()[ch] = b1.data<float>()[ch] / (1.f + std::exp(-b1.data<float>()[D + ch]));
+        l.causal_pad = p.tensor(pad);
+      }
+    }
+    e.layers.push_back(std::move(l));
+  }
+
+  ctc_ = p.linear("ctc.ctc_lo");
+  const DecoderConfig& dc = config_.decoder;
+  if (dc.type == DecoderType::kBiTransformer) {
+    decoder_ = std::make_unique<Decoder>();
+    right_decoder_ = std::make_unique<Decoder>();
+    pack_decoder(p, "decoder.left_decoder.", dc.num_blocks, d, decoder_.get());
+    pack_decoder(p, "decoder.right_decoder.", dc.r_num_blocks, d, right_decoder_.get());
+  } else {
+    decoder_ = std::make_unique<Decoder>();
+    pack_decoder(p, "decoder.", dc.num_blocks, d, decoder_.get());
+  }
+}
+
+namespace {
+
+void pack_decoder(Packer& p, const std::string& prefix, int num_blocks, int d, AsrModel::Decoder* dec) {
+  dec->embed = p.tensor(prefix + "embed.0.weight");
+  dec->pe = p.positions(prefix + "embed.1.pe", d);
+  dec->pe_rows = int(dec->pe.dim(0));
+  dec->after_norm = p.norm(prefix + "after_norm");
+  dec->output_layer = p.linear(prefix + "output_layer");
+  for (int i = 0; i < num_blocks; ++i) {
+    const std::string L = prefix + "decoders." + std::to_string(i) + ".";
+    AsrModel::Decoder::Layer l;
+    l.norm1 = p.norm(L + "norm1");
+    l.norm2 = p.norm(L + "norm2");
+    l.norm3 = p.norm(L + "norm3");
+    l.self_qkv = p.fused({L + "self_attn.linear_q", L + "self_attn.linear_k", L + "self_attn.linear_v"});
+    l.self_out = p.linear(L + "self_attn.linear_out");
+    l.src_q = p.linear(L + "src_attn.linear_q");
+    l.src_kv = p.fused({L + "src_attn.linear_k", L + "src_attn.linear_v"});
+    l.src_out = p.linear(L + "src_attn.linear_out");
+    l.ff_w1 = p.linear(L + "feed_forward.w_1");
+    l.ff_w2 = p.linear(L + "feed_forward.w_2");
+    dec->layers.push_back(std::move(l));
+  }
+}
+
+}  // namespace
+
+AsrModel::~AsrModel() = default;
+
+bool AsrModel::has_right_decoder() const { return right_decoder_ != nullptr; }
+
+int AsrModel::subsampled_length(int frames) const {
+  switch (config_.encoder.input_layer) {
+    case Subsampling::kConv2d4: return ceil_half(ceil_half(frames));
+    case Subsampling::kConv2d6: {
+      const int c = ceil_half(frames);
+      return c > 4 ? (c - 2) / 3 : 0;
+    }
+    case Subsampling::kConv2d8: return ceil_half(ceil_half(ceil_half(frames)));
+  }
+  return 0;
+}
+
+EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const int* lens) {
+  const EncoderConfig& ec = config_.encoder;
+  const Encoder& e = *encoder_;
+  const int d = ec.output_size, F = ec.input_dim;
+  Backend& be = backend_;
+  const DType dt = be.act_dtype();
+
+  EncoderOutput r;
+  r.batch = batch;
+  r.frames = subsampled_length(frames);
+  WENET_CHECK(r.frames > 0, "input of {} frames is too short for {}x subsampling", frames,
+              ec.input_layer == Subsampling::kConv2d4 ? 4 : ec.input_layer == Subsampling::kConv2d6 ? 6 : 8);
+  WENET_CHECK(r.frames <= e.pe_rows, "input of {} frames exceeds the model's {} positions", frames, e.pe_rows);
+  r.host_lens.resize(size_t(batch));
+  for (int b = 0; b < batch; ++b) {
+    WENET_CHECK(lens[b] >= 0 && lens[b] <= frames, "utterance {}: length {} outside [0, {}]", b, lens[b], frames);
+    r.host_lens[size_t(b)] = subsampled_length(lens[b]);
+  }
+
+  Tensor x_in = be.alloc({batch, frames, F}, DType::kF32);
+  be.copy_in(feats, x_in);
+  r.lens = be.alloc({batch}, DType::kI32);
+  be.copy_in(r.host_lens.data(), r.lens);
+  const int T = r.frames;
+  r.out = be.alloc({batch, T, d}, dt);
+
+  const std::string key = "enc/" + std::to_string(batch) + "x" + std::to_string(frames);
+  be.run_cached(key, [&] {
+    // Subsampling: CMVN, Conv2d+ReLU stack over [B, 1, T, F], then frames flattened and projected.
+    Tensor x = be.alloc({batch, 1, frames, F}, dt);
+    be.cmvn(x_in, e.cmvn_mean, e.cmvn_istd, x);
+    for (size_t i = 0; i < e.convs.size(); ++i) {
+      const int s = e.conv_strides[i], k = int(e.convs[i].w.dim(2));
+      Tensor y = be.alloc({batch, e.convs[i].w.dim(0), (x.dim(2) - k) / s + 1, (x.dim(3) - k) / s + 1}, dt);
+      be.conv2d(x, e.convs[i].w, e.convs[i].b, s, true, y);
+      x = y;
+    }
+    WENET_CHECK(x.dim(2) == T, "subsampling produced {} frames, expected {}", x.dim(2), T);
+    Tensor flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
+    be.transpose_ct(x, flat);
+    Tensor h = be.alloc({batch, T, d}, dt);
+    be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, nullptr, h);
+    const bool rel = ec.pos_enc == PosEncType::kRelPos;
+    Tensor pe = e.pe.view({e.pe_rows, d});
+    be.scale_add_pos(h, std::sqrt(float(d)), rel ? nullptr : &pe, r.out);
+
+    Tensor xs = r.out;
+    Tensor ln = be.alloc({batch, T, d}, dt);
+    Tensor qkv = be.alloc({batch, T, 3 * d}, dt);
+    Tensor ctx = be.alloc({batch, T, d}, dt);
+    Tensor ff = be.alloc({batch, T, ec.linear_units}, dt);
+    Tensor pos = be.alloc({T, d}, dt);
+    Tensor conv_in = be.alloc({batch, T, 2 * d}, dt);
+    Tensor pe_t = Tensor(pe).view({e.pe_rows, d});
+    pe_t.dims[0] = T;  // first T positions
+    for (const Encoder::Layer& l : e.layers) {
+      if (l.ff_macaron_w1.w.data) {
+        be.layer_norm(xs, l.norm_ff_macaron, ln);
+        be.linear(ln, l.ff_macaron_w1, ec.activation, nullptr, ff);
+        be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs, xs);
+      }
+      be.layer_norm(xs, l.norm_mha, ln);
+      be.linear(ln, l.qkv, Activation::kNone, nullptr, qkv);
+      AttentionArgs a;
+      a.q = qkv.col_slice(0, d);
+      a.k = qkv.col_slice(d, d);
+      a.v = qkv.col_slice(2 * d, d);
+      a.key_lens = r.lens;
+      a.heads = ec.attention_heads;
+      a.out = ctx;
+      if (rel) {
+        be.linear(pe_t, l.pos, Activation::kNone, nullptr, pos);
+        a.pos = pos;
+        a.pos_bias_u = l.pos_bias_u;
+        a.pos_bias_v = l.pos_bias_v;
+      }
+      be.attention(a);
+      be.linear(ctx, l.att_out, Activation::kNone, &xs, xs);
+      if (l.pw1.w.data) {
+        // WeNet zeroes the conv module's input at padded frames, then convolves every frame.
+        be.layer_norm(xs, l.norm_conv, ln, &r.lens);
+        be.linear(ln, l.pw1, Activation::kNone, nullptr, conv_in);
+        ConvModuleArgs c{conv_in, r.lens, l.dw_w, l.dw_b, l.conv_norm, ctx, ec.causal, l.causal_pad};
+        be.conv_module(c, ec.activation);
+        be.linear(ctx, l.pw2, Activation::kNone, &xs, xs);
+      }
+      be.layer_norm(xs, l.norm_ff, ln);
+      be.linear(ln, l.ff_w1, ec.activation, nullptr, ff);
+      be.linear(ff, l.ff_w2, Activation::kNone, &xs, xs);
+      if (l.norm_final.gamma.data) be.layer_norm(xs, l.norm_final, xs);
+    }
+    be.layer_norm(xs, e.after_norm, xs);
+  });
+  return r;
+}
+
+Tensor AsrModel::ctc_log_probs(const EncoderOutput& enc) {
+  const int V = config_.vocab_size;
+  Tensor logits = backend_.alloc({enc.batch, enc.frames, V}, backend_.act_dtype());
+  Tensor out = backend_.alloc({enc.batch, enc.frames, V}, DType::kF32);
+  backend_.run_cached("ctc/" + std::to_string(enc.batch) + "x" + std::to_string(enc.frames), [&] {
+    backend_.linear(enc.out, ctc_, Activation::kNone, nullptr, logits);
+    backend_.log_softmax(logits, out);
+  });
+  return out;
+}
+
+Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int* hyps_lens, int num_hyps,
+                        int hyp_len, bool right_to_left) {
+  const Decoder* dec = right_to_left ? right_decoder_.get() : decoder_.get();
+  WENET_CHECK(dec, "this model has no right-to-left decoder");
+  WENET_CHECK(num_hyps > 0 && num_hyps % enc.batch == 0, "{} hypotheses for a batch of {}", num_hyps, enc.batch);
+  WENET_CHECK(hyp_len > 0 && hyp_len <= dec->pe_rows, "hypothesis length {} outside [1, {}]", hyp_len, dec->pe_rows);
+  Backend& be = backend_;
+  const DType dt = be.act_dtype();
+  const int d = config_.encoder.output_size, V = config_.vocab_size, B = enc.batch, T = enc.frames;
+  const int N = num_hyps / B, M = num_hyps;
+  const DecoderConfig& dc = config_.decoder;
+
+  Tensor ids = be.alloc({M, hyp_len}, DType::kI32);
+  be.copy_in(hyps_in, ids);
+  Tensor lens = be.alloc({M}, DType::kI32);
+  be.copy_in(hyps_lens, lens);
+  Tensor out = be.alloc({M, hyp_len, V}, DType::kF32);
+
+  const std::string key = std::string(right_to_left ? "r2l/" : "dec/") + std::to_string(B) + "x" +
+                          std::to_string(T) + "x" + std::to_string(N) + "x" + std::to_string(hyp_len);
+  be.run_cached(key, [&] {
+    Tensor x = be.alloc({M, hyp_len, d}, dt);
+    Tensor pe = dec->pe.view({dec->pe_rows, d});
+    be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x);
+    Tensor ln = be.alloc({M, hyp_len, d}, dt);
+    Tensor qkv = be.alloc({M, hyp_len, 3 * d}, dt);
+    Tensor ctx = be.alloc({M, hyp_len, d}, dt);
+    Tensor kv = be.alloc({B, T, 2 * d}, dt);  // memory K/V: once per utterance, shared by its hyps
+    Tensor ff = be.alloc({M, hyp_len, dc.linear_units}, dt);
+    for (const Decoder::Layer& l : dec->layers) {
+      be.layer_norm(x, l.norm1, ln);
+      be.linear(ln, l.self_qkv, Activation::kNone, nullptr, qkv);
+      AttentionArgs sa;
+      sa.q = qkv.col_slice(0, d);
+      sa.k = qkv.col_slice(d, d);
+      sa.v = qkv.col_slice(2 * d, d);
+      sa.key_lens = lens;
+      sa.heads = dc.attention_heads;
+      sa.causal = true;
+      sa.out = ctx;
+      be.attention(sa);
+      be.linear(ctx, l.self_out, Activation::kNone, &x, x);
+
+      be.layer_norm(x, l.norm2, ln);
+      be.linear(ln, l.src_q, Activation::kNone, nullptr, ctx);
+      be.linear(enc.out, l.src_kv, Activation::kNone, nullptr, kv);
+      Tensor q = qkv.col_slice(0, d);
+      AttentionArgs ca;
+      ca.q = ctx;
+      ca.k = kv.col_slice(0, d);
+      ca.v = kv.col_slice(d, d);
+      ca.key_lens = enc.lens;
+      ca.heads = dc.attention_heads;
+      ca.queries_per_kv = N;
+      ca.out = q;  // the Q columns of qkv are free now
+      be.attention(ca);
+      be.linear(q, l.src_out, Activation::kNone, &x, x);
+
+      be.layer_norm(x, l.norm3, ln);
+      be.linear(ln, l.ff_w1, dc.activation, nullptr, ff);
+      be.linear(ff, l.ff_w2, Activation::kNone, &x, x);
+    }
+    be.layer_norm(x, dec->after_norm, ln);
+    Tensor logits = be.alloc({M, hyp_len, V}, dt);
+    be.linear(ln, dec->output_layer, Activation::kNone, nullptr, logits);
+    be.log_softmax(logits, out);
+  });
+  return out;
+}
+
+}  // namespace wenet_rt
