@@ -30,35 +30,31 @@ struct ZipFileCloser {
 using ZipPtr = std::unique_ptr<zip_t, ZipCloser>;
 using ZipFilePtr = std::unique_ptr<zip_file_t, ZipFileCloser>;
 
-bool looks_like_legacy_torch_file(const std::string& path) {
+bool looks_like_legacy_torch_file(std::string_view head) {
   // torch < 1.6 wrote a bare pickle stream starting with the magic number 0x1950a86a20f9469cfc6c.
-  static const unsigned char kMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  unsigned char head[sizeof(kMagic)] = {};
-  std::ifstream in(path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(head), sizeof(head));
-  return in.gcount() == std::streamsize(sizeof(head)) && std::memcmp(head, kMagic, sizeof(kMagic)) == 0;
+  static constexpr char kMagic[] = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+  return head.starts_with(std::string_view(kMagic, sizeof(kMagic) - 1));
 }
 
 class Archive {
  public:
-  explicit Archive(const std::string& path) : path_(path), origin_("checkpoint " + path) {
-    std::error_code ec;
-    const auto status = fs::status(path, ec);
-    if (!fs::exists(status)) fail("{}: file not found", origin_);
-    if (!fs::is_regular_file(status)) fail("{}: not a regular file", origin_);
-    file_bytes_ = fs::file_size(path, ec);
-    int code = 0;
-    zip_.reset(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &code));
+  // Opens the zip that `source` reads (taking it over); `file_bytes` is its size, `head` its first
+  // bytes (to recognize the legacy format in the error message).
+  Archive(std::string origin, zip_source_t* source, uint64_t file_bytes, std::string_view head)
+      : origin_(std::move(origin)), file_bytes_(file_bytes) {
+    zip_error_t err;
+    zip_error_init(&err);
+    zip_.reset(zip_open_from_source(source, ZIP_RDONLY | ZIP_CHECKCONS, &err));
     if (!zip_) {
-      if (looks_like_legacy_torch_file(path))
-        fail("{}: written in the legacy (torch < 1.6) format, which is not supported; re-save it with torch >= 1.6: "
-             "torch.save(torch.load(f), f)", origin_);
-      zip_error_t err;
-      zip_error_init_with_code(&err, code);
+      zip_source_free(source);
       const std::string why = zip_error_strerror(&err);
       zip_error_fini(&err);
+      if (looks_like_legacy_torch_file(head))
+        fail("{}: written in the legacy (torch < 1.6) format, which is not supported; re-save it with torch >= 1.6: "
+             "torch.save(torch.load(f), f)", origin_);
       fail("{}: not a readable zip archive ({}); torch.save writes a zip: is the file truncated or corrupt?", origin_, why);
     }
+    zip_error_fini(&err);
     find_prefix();
   }
 
@@ -130,7 +126,7 @@ class Archive {
            "(final.pt written by torch.save(model.state_dict()))", origin_);
   }
 
-  std::string path_, origin_, prefix_;
+  std::string origin_, prefix_;
   uint64_t file_bytes_ = 0;
   ZipPtr zip_;
 };
@@ -237,10 +233,7 @@ HostTensor materialize(const TensorRef& t, int64_t numel, const std::vector<std:
   return out;
 }
 
-}  // namespace
-
-std::map<std::string, HostTensor> read_checkpoint(const std::string& path) {
-  Archive archive(path);
+std::map<std::string, HostTensor> read_state_dict(const Archive& archive) {
   const std::string& origin = archive.origin();
   const std::string& prefix = archive.prefix();
 
@@ -292,6 +285,48 @@ std::map<std::string, HostTensor> read_checkpoint(const std::string& path) {
     if (--uses[key] == 0) storages.erase(it);
   }
   return out;
+}
+
+}  // namespace
+
+std::map<std::string, HostTensor> read_checkpoint(const std::string& path) {
+  const std::string origin = "checkpoint " + path;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) fail("{}: file not found", origin);
+  if (!fs::is_regular_file(status)) fail("{}: not a regular file", origin);
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  std::string head(16, '\0');
+  {
+    std::ifstream in(path, std::ios::binary);
+    in.read(head.data(), std::streamsize(head.size()));
+    head.resize(size_t(in.gcount()));
+  }
+  zip_error_t err;
+  zip_error_init(&err);
+  zip_source_t* source = zip_source_file_create(path.c_str(), 0, -1, &err);
+  if (!source) {
+    const std::string why = zip_error_strerror(&err);
+    zip_error_fini(&err);
+    fail("{}: cannot open ({})", origin, why);
+  }
+  zip_error_fini(&err);
+  return read_state_dict(Archive(origin, source, file_bytes, head));
+}
+
+std::map<std::string, HostTensor> read_checkpoint_bytes(std::string_view bytes, const std::string& name) {
+  const std::string origin = "checkpoint " + name;
+  zip_error_t err;
+  zip_error_init(&err);
+  // libzip only reads the buffer (freep 0: it stays ours); it must outlive the archive, which it does.
+  zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
+  if (!source) {
+    const std::string why = zip_error_strerror(&err);
+    zip_error_fini(&err);
+    fail("{}: cannot read ({})", origin, why);
+  }
+  zip_error_fini(&err);
+  return read_state_dict(Archive(origin, source, bytes.size(), bytes.substr(0, 16)));
 }
 
 }  // namespace wenet_rt

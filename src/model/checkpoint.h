@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "core/tensor.h"
 
@@ -15,5 +16,7 @@ namespace wenet_rt {
 // Strided views and storage offsets are materialized; every view is bounds-checked against its
 // storage record, and every record against the size the pickle declares. Errors name the file.
 std::map<std::string, HostTensor> read_checkpoint(const std::string& path);
+// The same from the bytes of a checkpoint already in memory; `name` stands for the file in messages.
+std::map<std::string, HostTensor> read_checkpoint_bytes(std::string_view bytes, const std::string& name);
 
 }  // namespace wenet_rt

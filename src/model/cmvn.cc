@@ -17,6 +17,9 @@ constexpr size_t kMaxCmvnBytes = size_t(64) << 20;
 std::string read_text(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("cmvn file {}: file not found", path);
+  // Checked before reading, so that a huge file is never loaded.
+  const uintmax_t bytes = std::filesystem::file_size(path, ec);
+  if (!ec && bytes > kMaxCmvnBytes) fail("cmvn file {}: {} bytes is far too large for CMVN statistics", path, bytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cmvn file {}: cannot open", path);
   std::ostringstream ss;
@@ -109,6 +112,11 @@ Cmvn read_kaldi_cmvn(const std::string& path, const std::string& text) {
 Cmvn read_cmvn(const std::string& path, bool is_json) {
   const std::string text = read_text(path);
   return is_json ? read_json_cmvn(path, text) : read_kaldi_cmvn(path, text);
+}
+
+Cmvn parse_cmvn_text(const std::string& text, bool is_json, const std::string& name) {
+  if (text.size() > kMaxCmvnBytes) fail("cmvn file {}: {} bytes is far too large for CMVN statistics", name, text.size());
+  return is_json ? read_json_cmvn(name, text) : read_kaldi_cmvn(name, text);
 }
 
 }  // namespace wenet_rt

@@ -17,5 +17,7 @@ struct Cmvn {
 // matrix "[ sum... count \n sumsq... 0 ]"). As WeNet does, in double: mean = sum / count,
 // var = sumsq / count - mean^2 floored at 1e-20, istd = 1 / sqrt(var).
 Cmvn read_cmvn(const std::string& path, bool is_json);
+// The same from the file's text already in memory; `name` stands for the file in messages.
+Cmvn parse_cmvn_text(const std::string& text, bool is_json, const std::string& name);
 
 }  // namespace wenet_rt

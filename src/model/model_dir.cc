@@ -85,6 +85,14 @@ void check_weights(const ModelDir& m, const std::map<std::string, HostTensor>& c
   }
   if (!missing.empty())
     fail("checkpoint {}: missing {} tensor(s) that {} requires: {}", file, missing.size(), m.config_file, join(missing, 5));
+  // Position tables are optional, but when present they are what the graph uses: [1, rows, d].
+  for (const auto& [name, t] : ckpt) {
+    if (!name.ends_with(".pe")) continue;
+    const Shape& s = t.shape();
+    if (s.size() != 3 || s[0] != 1 || s[1] < 1 || s[2] != m.config.encoder.output_size)
+      fail("checkpoint {}: position table '{}' has shape {}, expected [1, positions, {}]", file, name, shape_str(s),
+           m.config.encoder.output_size);
+  }
   // WeNet 2.0 gave a conformer relative-position attention even with abs_pos; newer WeNet does it
   // when selfattention_layer_type is left at its default. Such a model cannot run as abs_pos.
   const EncoderConfig& e = m.config.encoder;
@@ -186,8 +194,9 @@ ModelDir load_model_dir(const std::string& dir_str) {
   load_vocab(m, dir);
 
   for (auto& [name, tensor] : ckpt) {
-    if (expected.count(name)) {
-      if (!is_buffer(name)) m.num_params += tensor.numel();
+    const bool position_table = name.ends_with(".pe");  // optional, but exactly what WeNet used
+    if (expected.count(name) || position_table) {
+      if (!is_buffer(name) && !position_table) m.num_params += tensor.numel();
       m.weights.emplace(name, tensor.dtype() == DType::kF32 ? std::move(tensor) : tensor.to_f32());
     } else if (!is_optional_parameter(name)) {
       m.ignored_keys.push_back(name);

@@ -17,7 +17,8 @@ namespace wenet_rt {
 struct ModelDir {
   std::string path;
   ModelConfig config;
-  // Exactly expected_parameters(config), converted to float32 (from float16 / bfloat16 / float64).
+  // Exactly expected_parameters(config) plus the optional `*.pe` position tables when the
+  // checkpoint has them, converted to float32 (from float16 / bfloat16 / float64).
   std::map<std::string, HostTensor> weights;
   // What the model normalizes its input with: the checkpoint's encoder.global_cmvn buffers when it
   // has them (the values the model really used), else the file train.yaml names; empty when the

@@ -41,6 +41,12 @@ std::string supported_storage_names() {
   return s;
 }
 
+// A string from the file as shown in a message: long ones are cut, so that a message stays a line.
+std::string shown(const std::string& s) {
+  constexpr size_t kMax = 200;
+  return s.size() <= kMax ? s : s.substr(0, kMax) + fmt::format("... ({} bytes)", s.size());
+}
+
 // Objects live in an arena and refer to each other by index: no ownership cycles, no recursive
 // destruction, whatever shape a hostile pickle builds.
 using Id = uint32_t;
@@ -116,7 +122,7 @@ class Unpickler {
   }
   std::string_view line() {
     const size_t end = data_.find('\n', pos_);
-    if (end == std::string_view::npos || end - pos_ > 256) error("malformed GLOBAL record");
+    if (end == std::string_view::npos || end - pos_ > limits_.max_name_bytes) error("malformed GLOBAL record");
     std::string_view r = data_.substr(pos_, end - pos_);
     pos_ = end + 1;
     return r;
@@ -168,6 +174,8 @@ class Unpickler {
 
   void memo_put(uint64_t index) {
     if (index >= limits_.max_memo_index) error("memo index {} exceeds the limit {}", index, limits_.max_memo_index);
+    if (memo_.size() >= limits_.max_memo_entries && !memo_.count(index))
+      error("more than {} memo entries", limits_.max_memo_entries);
     memo_[index] = top();
   }
   void memo_get(uint64_t index) {
@@ -281,7 +289,12 @@ class Unpickler {
       }
       case 0x93: {  // STACK_GLOBAL
         const Id name = pop(), module = pop();
-        push(global(expect(module, Obj::kStr, "STACK_GLOBAL module").s, expect(name, Obj::kStr, "STACK_GLOBAL name").s));
+        const std::string& m = expect(module, Obj::kStr, "STACK_GLOBAL module").s;
+        const std::string& n = expect(name, Obj::kStr, "STACK_GLOBAL name").s;
+        if (m.size() > limits_.max_name_bytes || n.size() > limits_.max_name_bytes)
+          error("STACK_GLOBAL names a global of {} + {} bytes, more than the {} allowed", m.size(), n.size(),
+                limits_.max_name_bytes);
+        push(global(m, n));
         break;
       }
       case 'Q': push(persistent_load(pop())); break;  // BINPERSID
@@ -328,9 +341,12 @@ class Unpickler {
       if (type.s == "torch." + std::string(candidate.name)) info = &candidate;
     if (!info) error("persistent id: '{}' is not a storage type", type.s);
     const std::string& key = expect(pid.items[2], Obj::kStr, "persistent id key").s;
+    if (key.size() > limits_.max_name_bytes)
+      error("persistent id: a storage key of {} bytes, more than the {} allowed", key.size(), limits_.max_name_bytes);
     expect(pid.items[3], Obj::kStr, "persistent id location");
     const int64_t numel = expect_int(pid.items[4], "persistent id numel");
     if (numel < 0) error("storage '{}' has a negative size {}", key, numel);
+    if (storages_.size() >= limits_.max_tensors) error("more than {} storages", limits_.max_tensors);
     storages_.push_back({key, info->type, numel});
     return make(Obj{Obj::kStorage, int64_t(storages_.size() - 1), 0, {}, {}});
   }
@@ -358,6 +374,7 @@ class Unpickler {
   // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
   Id rebuild_tensor(const std::vector<Id>& args) {
     if (args.size() != 6 && args.size() != 7) error("{} takes 6 or 7 arguments, got {}", kRebuildTensor, args.size());
+    if (tensors_.size() >= limits_.max_tensors) error("more than {} tensors", limits_.max_tensors);
     const StorageRec& st = storages_[size_t(expect(args[0], Obj::kStorage, "tensor storage").i)];
     TensorRef t;
     t.storage_key = st.key;
@@ -387,10 +404,11 @@ class Unpickler {
       if (key.kind != Obj::kStr) error("state dict key is a {}, not a str", kind_name(key.kind));
       if (value.kind != Obj::kTensor)
         error("state dict entry '{}' is a {}, not a tensor (is this a training checkpoint rather than a state dict?)",
-              key.s, kind_name(value.kind));
+              shown(key.s), kind_name(value.kind));
       const TensorRef& t = tensors_[size_t(value.i)];
       const auto [it, fresh] = index.emplace(key.s, out.size());
       if (fresh) {
+        if (out.size() >= limits_.max_tensors) error("the state dict has more than {} entries", limits_.max_tensors);
         out.emplace_back(key.s, t);
       } else {
         out[it->second].second = t;  // a repeated key: the last one wins, as in Python

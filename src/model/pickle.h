@@ -34,7 +34,12 @@ struct UnpickleLimits {
   size_t max_marks = size_t(1) << 16;
   uint64_t max_memo_index = uint64_t(1) << 24;
   size_t max_objects = size_t(1) << 21;  // ~100 bytes each; a 1000-tensor state dict needs ~20k
+  size_t max_memo_entries = size_t(1) << 21;
+  // Tensors (and storages, and state dict entries): each costs a few hundred bytes of TensorRef
+  // from as little as five bytes of pickle, so their number is capped apart from the objects.
+  size_t max_tensors = size_t(1) << 18;
   size_t max_rank = 16;
+  size_t max_name_bytes = 1024;  // global module / name and storage keys (torch writes "0", "1", ...)
 };
 
 // Interprets `pickle` (the bytes of data.pkl) and returns the state dict's (name, tensor) entries in

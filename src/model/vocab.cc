@@ -35,12 +35,9 @@ Vocabulary Vocabulary::from_pairs(const std::vector<std::pair<std::string, int>>
   return v;
 }
 
-Vocabulary Vocabulary::load(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail("units file {}: file not found", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("units file {}: cannot open", path);
-  const std::string origin = "units file " + path;
+namespace {
+
+Vocabulary parse_lines(std::istream& in, const std::string& origin) {
   std::vector<std::pair<std::string, int>> pairs;
   std::string line;
   for (int lineno = 1; std::getline(in, line); ++lineno) {
@@ -63,8 +60,25 @@ Vocabulary Vocabulary::load(const std::string& path) {
     if (pairs.size() > size_t(kMaxVocab)) fail("{}: more than {} tokens", origin, kMaxVocab);
   }
   if (pairs.empty()) fail("{}: empty file (no 'token id' lines)", origin);
-  Vocabulary v = from_pairs(pairs, origin);
+  return Vocabulary::from_pairs(pairs, origin);
+}
+
+}  // namespace
+
+Vocabulary Vocabulary::load(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail("units file {}: file not found", path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("units file {}: cannot open", path);
+  Vocabulary v = parse_lines(in, "units file " + path);
   v.path_ = path;
+  return v;
+}
+
+Vocabulary Vocabulary::parse(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  Vocabulary v = parse_lines(in, "units file " + name);
+  v.path_ = name;
   return v;
 }
 

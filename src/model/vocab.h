@@ -14,6 +14,8 @@ class Vocabulary {
   // Throws for an unreadable or empty file, a line that is not "token id", a repeated token or
   // id, or ids that do not cover 0..N-1; messages name the file and line.
   static Vocabulary load(const std::string& path);
+  // The same from the file's text already in memory; `name` stands for the file in messages.
+  static Vocabulary parse(const std::string& text, const std::string& name);
   // From (token, id) pairs (tests, other sources); the same checks, `origin` names the source.
   static Vocabulary from_pairs(const std::vector<std::pair<std::string, int>>& pairs, const std::string& origin);
 
