@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "model/model_dir.h"
+#include "tools/bench.h"
 #include "wenet_rt/recognizer.h"
 
 namespace {
@@ -123,6 +124,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   tr->add_option("--threads", cfg.threads, "CPU threads (0 = all cores)")->capture_default_str();
 
+  wenet_rt::BenchOptions bench_opts;
+  auto* bench = app.add_subcommand("bench", "Benchmark encoder and decoder over the seed's batch x frames grid, "
+                                            "with the PyTorch peers; or --e2e transcription speed");
+  wenet_rt::add_bench_options(*bench, bench_opts);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) {
@@ -133,6 +139,7 @@ int main(int argc, char** argv) {
       cfg.mode = wenet_rt::parse_decode_mode(mode);
       return run_transcribe(model_dir, audio, wav_scp, output, format, cfg);
     }
+    if (*bench) return wenet_rt::run_bench(bench_opts);
   } catch (const std::exception& e) {
     fmt::print(stderr, "wenet-rt: error: {}\n", e.what());
     return 1;

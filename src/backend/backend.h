@@ -77,6 +77,7 @@ class Backend {
   // Host <-> backend copies; `host` is float32 (or int32 for i32 tensors), converted as needed.
   virtual void copy_in(const void* host, const Tensor& dst) = 0;
   virtual void copy_out(const Tensor& src, void* host) = 0;  // synchronizes
+  virtual void synchronize() {}  // waits for all queued work (timing)
   // Runs `body`; backends with CUDA graphs capture it once per key and replay it afterwards.
   // body must only launch ops on tensors whose addresses are the same for the same key.
   virtual void run_cached(const std::string& key, const std::function<void()>& body) { (void)key; body(); }

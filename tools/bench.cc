@@ -1,0 +1,328 @@
+#include "tools/bench.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "backend/backend.h"
+#include "graph/asr_model.h"
+#include "model/config.h"
+#include "model/model_dir.h"
+#include "model/random_model.h"
+#include "wenet_rt/recognizer.h"
+
+namespace wenet_rt {
+namespace {
+
+constexpr int kHyps = 10, kHypTokens = 64;  // the seed's decoder input: B x 10 x 64
+
+struct Point {
+  int batch, frames;
+};
+
+std::vector<Point> parse_grid(const std::string& grid) {
+  std::vector<Point> pts;
+  size_t pos = 0;
+  while (pos < grid.size()) {
+    const size_t comma = std::min(grid.find(',', pos), grid.size());
+    const std::string item = grid.substr(pos, comma - pos);
+    int b = 0, t = 0;
+    if (std::sscanf(item.c_str(), "%dx%d", &b, &t) != 2 || b < 1 || t < 1)
+      fail("--grid: expected BATCHxFRAMES items like 4x64, got '{}'", item);
+    pts.push_back({b, t});
+    pos = comma + 1;
+  }
+  return pts;
+}
+
+struct Stats {
+  double median_ms = 0, p90_ms = 0, a0 = -1, r0 = -1;
+};
+
+template <typename F>
+Stats time_runs(Backend& be, int warmup, int runs, F&& run) {
+  for (int i = 0; i < warmup; ++i) run();
+  be.synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    be.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 9 / 10)]};
+}
+
+void accuracy(const std::vector<float>& got, const std::vector<float>& want, Stats& s) {
+  std::vector<double> rel(got.size());
+  s.a0 = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = std::abs(double(got[i]) - double(want[i]));
+    s.a0 = std::max(s.a0, std::isfinite(d) ? d : INFINITY);
+    rel[i] = d / (std::abs(double(want[i])) + 1e-9);
+  }
+  std::nth_element(rel.begin(), rel.begin() + long(rel.size() / 2), rel.end());
+  s.r0 = rel.empty() ? 0 : rel[rel.size() / 2];
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs) {
+  if (device == "cpu") return make_cpu_backend();
+#ifdef WENET_RT_HAVE_CUDA
+  CudaBackendOptions o;
+  o.dtype = dtype;
+  o.cuda_graphs = graphs;
+  return make_cuda_backend(o);
+#else
+  (void)dtype, (void)graphs;
+  fail("device {}: this build has no CUDA backend", device);
+#endif
+}
+
+// Inputs of one grid point, seeded so that every backend (and the peers) sees the same values.
+struct Inputs {
+  std::vector<float> feats, memory;
+  std::vector<int> lens, mem_lens, hyps, hyp_lens;
+};
+
+Inputs make_inputs(const ModelConfig& c, Point p, bool mixed) {
+  std::mt19937 rng(uint32_t(p.batch * 100003 + p.frames));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  Inputs in;
+  in.feats.resize(size_t(p.batch) * p.frames * c.encoder.input_dim);
+  for (float& v : in.feats) v = normal(rng);
+  for (int b = 0; b < p.batch; ++b)
+    in.lens.push_back(mixed && p.batch > 1 ? p.frames - (p.frames / 2) * b / (p.batch - 1) : p.frames);
+  // Decoder as the seed ran it: memory B x frames x d (already encoded), 10 hypotheses of 64 tokens.
+  in.memory.resize(size_t(p.batch) * p.frames * c.encoder.output_size);
+  for (float& v : in.memory) v = normal(rng);
+  in.mem_lens = in.lens;
+  std::uniform_int_distribution<int> token(2, c.vocab_size - 2);
+  for (int h = 0; h < p.batch * kHyps; ++h) {
+    in.hyps.push_back(c.sos_id);
+    for (int i = 1; i < kHypTokens - 1; ++i) in.hyps.push_back(token(rng));
+    in.hyp_lens.push_back(kHypTokens - 1);
+  }
+  return in;
+}
+
+struct Row {
+  Point p;
+  std::string part;
+  Stats s;
+};
+
+// Encoder (fbank -> encoder_out + CTC log-probs) and decoder (memory + hyps -> log-probs) once;
+// returns output 0 of the part on the host.
+std::vector<float> run_encoder(AsrModel& m, const Inputs& in, Point p) {
+  Backend& be = m.backend();
+  be.reset_arena();
+  EncoderOutput enc = m.encode(in.feats.data(), p.batch, p.frames, in.lens.data());
+  m.ctc_log_probs(enc);
+  std::vector<float> out(size_t(enc.batch) * enc.frames * m.config().encoder.output_size);
+  be.copy_out(enc.out, out.data());
+  // Compare valid frames only.
+  std::vector<float> valid;
+  const size_t d = size_t(m.config().encoder.output_size);
+  for (int b = 0; b < enc.batch; ++b)
+    valid.insert(valid.end(), out.begin() + long(size_t(b) * enc.frames * d),
+                 out.begin() + long((size_t(b) * enc.frames + size_t(enc.host_lens[size_t(b)])) * d));
+  return valid;
+}
+
+Tensor run_decoder_once(AsrModel& m, const Inputs& in, Point p) {
+  Backend& be = m.backend();
+  be.reset_arena();
+  EncoderOutput enc;
+  enc.batch = p.batch;
+  enc.frames = p.frames;
+  enc.host_lens = in.mem_lens;
+  enc.out = be.alloc({p.batch, p.frames, m.config().encoder.output_size}, be.act_dtype());
+  be.copy_in(in.memory.data(), enc.out);
+  enc.lens = be.alloc({p.batch}, DType::kI32);
+  be.copy_in(in.mem_lens.data(), enc.lens);
+  return m.decode(enc, in.hyps.data(), in.hyp_lens.data(), p.batch * kHyps, kHypTokens - 1, false);
+}
+
+std::vector<float> run_decoder(AsrModel& m, const Inputs& in, Point p) {
+  Tensor t = run_decoder_once(m, in, p);
+  std::vector<float> out(size_t(t.numel()));
+  m.backend().copy_out(t, out.data());
+  return out;
+}
+
+std::string fmt_ms(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
+
+int run_e2e(const BenchOptions& o) {
+  RecognizerConfig cfg;
+  cfg.device = o.device;
+  cfg.precision = o.precision;
+  cfg.batch_size = o.batch_size;
+  cfg.cuda_graphs = o.cuda_graphs;
+  WENET_CHECK(!o.model_dir.empty(), "--e2e needs a model directory");
+  Recognizer rec(o.model_dir, cfg);
+  // One pass to learn the durations, then repeat the files up to the requested total.
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const auto& f : o.e2e) files.emplace_back(std::filesystem::path(f).stem().string(), f);
+  const auto first = rec.recognize_files(files);
+  double per_pass = 0;
+  for (const auto& r : first) per_pass += r.duration_s;
+  WENET_CHECK(per_pass > 0, "--e2e: the audio files hold no audio");
+  std::vector<std::pair<std::string, std::string>> all;
+  for (int rep = 0; double(rep) * per_pass < o.e2e_seconds; ++rep)
+    for (const auto& f : files) all.emplace_back(f.first + "_" + std::to_string(rep), f.second);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto results = rec.recognize_files(all);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double audio = 0;
+  for (const auto& r : results) audio += r.duration_s;
+  fmt::print("e2e: {} utterances, {:.1f} s of audio in {:.3f} s: {:.0f}x real time (RTF {:.6f}) [{}]\n",
+             results.size(), audio, wall, audio / wall, wall / audio, cfg.describe());
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_options(CLI::App& app, BenchOptions& o) {
+  app.add_option("model_dir", o.model_dir, "WeNet model directory (default: the seed's full-size model, random weights)");
+  app.add_option("--grid", o.grid, "BATCHxFRAMES points, comma-separated")->capture_default_str();
+  app.add_option("--device", o.device, "cuda | cpu")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  app.add_option("--precision", o.precision, "fp16 | fp32")->check(CLI::IsMember({"fp16", "fp32"}))->capture_default_str();
+  app.add_option("--runs", o.runs, "timed runs per point")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
+  app.add_flag("--mixed-lengths", o.mixed_lengths, "lengths from T down to T/2 within a batch");
+  app.add_flag("!--no-cuda-graphs", o.cuda_graphs, "run eagerly");
+  app.add_flag("--peers", o.peers, "also time the PyTorch reference (reference/bench_peers.py; needs torch)");
+  app.add_flag("--compile", o.compile, "peers: include torch.compile (slow to compile)");
+  app.add_option("--peers-json", o.peers_json, "read the peers' results from this file instead");
+  app.add_option("--json", o.json_out, "write all results as JSON here");
+  app.add_option("--e2e", o.e2e, "audio files: measure end-to-end transcription speed instead of the grid");
+  app.add_option("--e2e-seconds", o.e2e_seconds, "total audio for --e2e (files repeated)")->capture_default_str();
+  app.add_option("--batch-size", o.batch_size, "--e2e batch size")->capture_default_str();
+}
+
+int run_bench(const BenchOptions& o) {
+  if (!o.e2e.empty()) return run_e2e(o);
+  const std::vector<Point> grid = parse_grid(o.grid);
+  ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
+                                       : load_model_dir(o.model_dir);
+  const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
+  auto backend = make_backend(o.device, dt, o.cuda_graphs);
+  AsrModel asr(model, *backend);
+  // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
+  // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.
+  std::unique_ptr<Backend> ref_backend;
+  std::unique_ptr<AsrModel> ref;
+  if (o.device == "cuda" && dt == DType::kF16) {
+    ref_backend = make_backend("cuda", DType::kF32, false);
+    ref = std::make_unique<AsrModel>(model, *ref_backend);
+  }
+
+  std::vector<Row> rows;
+  for (const Point& p : grid) {
+    const Inputs in = make_inputs(model.config, p, o.mixed_lengths);
+    Row enc{p, "encoder", time_runs(*backend, o.warmup, o.runs, [&] {
+              backend->reset_arena();
+              EncoderOutput e = asr.encode(in.feats.data(), p.batch, p.frames, in.lens.data());
+              asr.ctc_log_probs(e);
+            })};
+    Row dec{p, "decoder", time_runs(*backend, o.warmup, o.runs, [&] { run_decoder_once(asr, in, p); })};
+    if (ref) {
+      accuracy(run_encoder(asr, in, p), run_encoder(*ref, in, p), enc.s);
+      accuracy(run_decoder(asr, in, p), run_decoder(*ref, in, p), dec.s);
+    }
+    rows.push_back(enc);
+    rows.push_back(dec);
+    fmt::print(stderr, "{}x{}: encoder {:.3f} ms, decoder {:.3f} ms\n", p.batch, p.frames, enc.s.median_ms,
+               dec.s.median_ms);
+  }
+
+  // Peers: the same weights and grid in PyTorch (reference/bench_peers.py).
+  nlohmann::json peers;
+  std::string peers_file = o.peers_json;
+  if (o.peers && peers_file.empty()) {
+    const std::string dump = (std::filesystem::temp_directory_path() / "wenet_rt_bench_weights").string();
+    dump_weights(model, dump);
+    std::ofstream(dump + "/train.yaml") << (o.model_dir.empty() ? std::string(kFullSizeModelYaml)
+                                                                 : [&] {
+                                                                     std::ifstream f(model.config_file);
+                                                                     return std::string(std::istreambuf_iterator<char>(f), {});
+                                                                   }());
+    peers_file = dump + "/peers.json";
+    const std::string cmd = fmt::format("python3 {}/reference/bench_peers.py --dump {} --grid {} --runs {} --warmup {} "
+                                        "--out {}{}{}",
+                                        WENET_SOURCE_DIR, dump, o.grid, o.runs, o.warmup, peers_file,
+                                        o.compile ? " --compile" : "", o.mixed_lengths ? " --mixed-lengths" : "");
+    fmt::print(stderr, "running the peers: {}\n", cmd);
+    WENET_CHECK(std::system(cmd.c_str()) == 0, "the peers' script failed: {}", cmd);
+  }
+  if (!peers_file.empty()) {
+    std::ifstream f(peers_file);
+    WENET_CHECK(bool(f), "{}: cannot read the peers' results", peers_file);
+    peers = nlohmann::json::parse(f);
+  }
+  // peer name -> (part, batch, frames) -> median ms
+  std::map<std::string, std::map<std::tuple<std::string, int, int>, nlohmann::json>> by_peer;
+  if (peers.contains("points"))
+    for (const auto& pt : peers["points"])
+      by_peer[pt["peer"]][{pt["part"], pt["batch"], pt["frames"]}] = pt;
+
+  const std::string device = o.device == "cuda" && peers.contains("device") ? peers["device"].get<std::string>() : o.device;
+  fmt::print("wenet-rt bench: {} ({}), {} {}{}, {} runs after {} warm-up; latency in ms (median / p90)\n",
+             o.model_dir.empty() ? "full-size conformer, random weights" : o.model_dir, device, o.device, o.precision,
+             o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", o.runs, o.warmup);
+  for (const std::string part : {"encoder", "decoder"}) {
+    std::string header = fmt::format("\n{:<8} {:>6} {:>8} {:>8} {:>12} {:>9} {:>9}", part, "BxT", "median", "p90",
+                                     "frames/s", "a0", "r0");
+    for (const auto& [peer, _] : by_peer) header += fmt::format(" {:>22}", peer + " (x)");
+    fmt::print("{}\n", header);
+    double sum = 0, n = 0;
+    std::map<std::string, double> peer_sum;
+    for (const Row& r : rows) {
+      if (r.part != part) continue;
+      std::string line = fmt::format("{:<8} {:>6} {:>8} {:>8} {:>12.0f} {:>9} {:>9}", "",
+                                     fmt::format("{}x{}", r.p.batch, r.p.frames), fmt_ms(r.s.median_ms),
+                                     fmt_ms(r.s.p90_ms), r.p.batch * r.p.frames / (r.s.median_ms / 1e3),
+                                     r.s.a0 < 0 ? "-" : fmt::format("{:.2e}", r.s.a0),
+                                     r.s.r0 < 0 ? "-" : fmt::format("{:.2e}", r.s.r0));
+      for (const auto& [peer, pts] : by_peer) {
+        const auto it = pts.find({part, r.p.batch, r.p.frames});
+        if (it == pts.end()) {
+          line += fmt::format(" {:>22}", "-");
+          continue;
+        }
+        const double ms = it->second["median_ms"];
+        peer_sum[peer] += ms;
+        line += fmt::format(" {:>22}", fmt::format("{:.3f} ({:.1f}x)", ms, ms / r.s.median_ms));
+      }
+      fmt::print("{}\n", line);
+      sum += r.s.median_ms;
+      ++n;
+    }
+    std::string avg = fmt::format("{:<8} {:>6} {:>8.3f}", "", "avg", sum / n);
+    avg += std::string(48, ' ');
+    for (const auto& [peer, s] : peer_sum) avg += fmt::format(" {:>22}", fmt::format("{:.3f} ({:.1f}x)", s / n, s / sum));
+    fmt::print("{}\n", avg);
+  }
+
+  if (!o.json_out.empty()) {
+    nlohmann::json j;
+    j["device"] = device;
+    j["precision"] = o.precision;
+    for (const Row& r : rows)
+      j["points"].push_back({{"part", r.part}, {"batch", r.p.batch}, {"frames", r.p.frames},
+                             {"median_ms", r.s.median_ms}, {"p90_ms", r.s.p90_ms}, {"a0", r.s.a0}, {"r0", r.s.r0}});
+    if (!peers.is_null()) j["peers"] = peers;
+    std::ofstream(o.json_out) << j.dump(1);
+  }
+  return 0;
+}
+
+}  // namespace wenet_rt

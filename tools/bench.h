@@ -1,0 +1,33 @@
+// `wenet-rt bench`: the seed's benchmark grid (encoder and decoder latency, throughput, accuracy
+// against an FP32 reference), the PyTorch peers measured in the same run, and the end-to-end
+// real-time factor of transcription.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace wenet_rt {
+
+struct BenchOptions {
+  std::string model_dir;  // empty: the seed's full-size model with random weights
+  std::string grid = "1x16,1x64,1x256,4x16,4x64,4x256,16x16,16x64,16x256";
+  std::string device = "cuda";
+  std::string precision = "fp16";
+  int runs = 50, warmup = 10;
+  bool mixed_lengths = false;
+  bool cuda_graphs = true;
+  bool peers = false;            // run reference/bench_peers.py (needs torch)
+  bool compile = false;          // ... with torch.compile
+  std::string peers_json;        // or read its output from here
+  std::string json_out;
+  std::vector<std::string> e2e;  // audio files: end-to-end real-time factor instead of the grid
+  double e2e_seconds = 3600;     // total audio for --e2e (files repeated)
+  int batch_size = 64;           // --e2e batch size
+};
+
+void add_bench_options(CLI::App& app, BenchOptions& opts);
+int run_bench(const BenchOptions& opts);
+
+}  // namespace wenet_rt
