@@ -98,7 +98,12 @@ struct Recognizer::Impl {
     Features f;
     f.feats = fbank.compute(audio);
     f.frames = int(f.feats.size() / size_t(fbank.dim()));
-    WENET_CHECK(asr->subsampled_length(f.frames) > 0, "audio of {:.3f} s is too short to recognize", audio.duration());
+    const int frames = asr->subsampled_length(f.frames);
+    WENET_CHECK(frames > 0, "audio of {:.3f} s is too short to recognize", audio.duration());
+    // Checked here, per file: the encoder would reject the whole batch.
+    WENET_CHECK(frames <= asr->max_subsampled_frames(),
+                "audio of {:.1f} s is too long for the model: {} encoder frames, expected at most {}",
+                audio.duration(), frames, asr->max_subsampled_frames());
     return f;
   }
 
@@ -189,7 +194,11 @@ struct Recognizer::Impl {
           r.duration_s = audio.duration();
           out[i - begin] = features(audio);
         } catch (const std::exception& e) {
-          r.error = e.what();
+          // Errors name the file (read_audio's already do).
+          const std::string what = e.what();
+          r.error = what.find(files[i].second) == std::string::npos
+                        ? fmt::format("audio file '{}': {}", files[i].second, what)
+                        : what;
         }
       }
     };

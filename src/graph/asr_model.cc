@@ -276,6 +276,8 @@ AsrModel::~AsrModel() = default;
 
 bool AsrModel::has_right_decoder() const { return right_decoder_ != nullptr; }
 
+int AsrModel::max_subsampled_frames() const { return encoder_->pe_rows; }
+
 int AsrModel::subsampled_length(int frames) const {
   switch (config_.encoder.input_layer) {
     case Subsampling::kConv2d4: return ceil_half(ceil_half(frames));

@@ -32,6 +32,8 @@ class AsrModel {
 
   // Frames after subsampling for `frames` input frames (WeNet's mask slicing).
   int subsampled_length(int frames) const;
+  // The most frames the encoder takes after subsampling (rows of its position table).
+  int max_subsampled_frames() const;
 
   // feats: host float32 [B, T, input_dim] raw fbank (CMVN is applied here), lens: valid frames.
   // The outputs live in the backend's arena until its next reset_arena().

@@ -27,7 +27,7 @@ inline std::vector<BackendKind> test_backends() {
 // nullptr when the backend cannot run here (no GPU).
 inline std::unique_ptr<Backend> make_test_backend(BackendKind k, bool cuda_graphs = true) {
   if (k == BackendKind::kCpu) return make_cpu_backend();
-#ifdef WENET_RT_HAVE_CUDA
+#if defined(WENET_RT_HAVE_CUDA) && defined(WENET_TEST_GPU)
   try {
     CudaBackendOptions o;
     o.dtype = k == BackendKind::kCudaF16 ? DType::kF16 : DType::kF32;

@@ -1,0 +1,702 @@
+// The CUDA backend: activations in float16 (tensor-core GEMMs, FP32 accumulation and statistics)
+// or float32 (pure FP32, no TF32), GEMMs through cuBLASLt with cached plans, the other ops as the
+// fused kernels of kernels/, scratch from a reserved device arena, and run_cached() capturing a
+// CUDA graph per key on first use and replaying it afterwards.
+//
+// A backend object is used by one thread at a time (its stream, arena and caches are not locked).
+// Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
+// chunks outside graph capture), WENET_RT_CUDA_SYNC=1 (synchronize and check after every op
+// outside capture: for locating a failing kernel).
+#include <cuda_runtime_api.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cublaslt_gemm.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_arena.h"
+#include "backend/cuda/kernels/kernels.h"
+
+namespace wenet_rt {
+namespace {
+
+namespace ck = cuda_kernels;
+
+constexpr size_t kDefaultArenaMiB = 256;
+constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
+
+size_t env_mib(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v, &end, 10);
+  WENET_CHECK(end && *end == '\0' && n > 0, "environment variable {}: expected a positive number of MiB, got '{}'",
+              name, v);
+  return size_t(n);
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+ck::Act to_kernel_act(Activation a) {
+  switch (a) {
+    case Activation::kRelu: return ck::Act::kRelu;
+    case Activation::kSwish: return ck::Act::kSwish;
+    case Activation::kNone: break;
+  }
+  return ck::Act::kNone;
+}
+
+// Owning device allocation (persistent: weights, GEMM workspace, staging).
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) : bytes(n) { WENET_CUDA_CHECK(cudaMalloc(&ptr, n ? n : 1)); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr(std::exchange(o.ptr, nullptr)), bytes(std::exchange(o.bytes, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr, o.ptr);
+    std::swap(bytes, o.bytes);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+};
+
+struct GraphExec {
+  cudaGraphExec_t exec = nullptr;
+  DeviceArena::Mark end;  // arena position after the body, restored after each replay
+  GraphExec(cudaGraphExec_t e, DeviceArena::Mark m) : exec(e), end(m) {}
+  GraphExec(GraphExec&& o) noexcept : exec(std::exchange(o.exec, nullptr)), end(o.end) {}
+  GraphExec& operator=(GraphExec&&) = delete;
+  ~GraphExec() {
+    if (exec) cudaGraphExecDestroy(exec);
+  }
+};
+
+Tensor make_view(void* data, const Shape& shape, DType dtype) {
+  WENET_CHECK(shape.size() <= 4, "tensor rank {} > 4", shape.size());
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  for (int64_t d : shape) t.dims[size_t(t.rank++)] = d;
+  if (t.rank == 0) t.dims[size_t(t.rank++)] = 1;
+  return t;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaBackendOptions& o) : device_(o.device), dtype_(o.dtype), graphs_(o.cuda_graphs) {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+      cudaGetLastError();  // clear the sticky-free error so later CUDA calls start clean
+      fail("no CUDA device: {}", e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found none");
+    }
+    WENET_CHECK(o.device >= 0 && o.device < count, "cuda backend: device {} out of range, {} device(s) present",
+                o.device, count);
+    WENET_CHECK(dtype_ == DType::kF16 || dtype_ == DType::kF32,
+                "cuda backend: activation dtype must be float16 or float32, got {}", dtype_name(dtype_));
+    WENET_CUDA_CHECK(cudaSetDevice(device_));
+    if (o.stream) {
+      stream_ = static_cast<cudaStream_t>(o.stream);
+    } else {
+      WENET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+      own_stream_ = true;
+    }
+    try {
+      arena_ = std::make_unique<DeviceArena>(env_mib("WENET_RT_CUDA_ARENA_MB", kDefaultArenaMiB) << 20);
+      gemm_workspace_ = DeviceBuffer(kGemmWorkspaceBytes);
+      gemm_ = std::make_unique<CublasLtGemm>(dtype_, gemm_workspace_.ptr, gemm_workspace_.bytes);
+      WENET_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_flag_), 4 * sizeof(int32_t), cudaHostAllocMapped));
+      std::memset(error_flag_, 0, 4 * sizeof(int32_t));
+      WENET_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_flag_device_), error_flag_, 0));
+    } catch (...) {
+      release();
+      throw;
+    }
+    const char* sync = std::getenv("WENET_RT_CUDA_SYNC");
+    debug_sync_ = sync && *sync && std::strcmp(sync, "0") != 0;
+  }
+
+  ~CudaBackend() override { release(); }
+
+  std::string name() const override { return "cuda"; }
+  DType act_dtype() const override { return dtype_; }
+
+  // --- memory -----------------------------------------------------------------------------------
+  Tensor upload(const HostTensor& t, DType dtype) override {
+    begin_op("upload", /*capturable=*/false);
+    WENET_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kI32,
+                "cuda upload: expected float32, float16 or int32, got {}", dtype_name(dtype));
+    const int64_t n = t.numel();
+    std::vector<std::byte> bytes(size_t(n) * dtype_size(dtype));
+    if (dtype == DType::kI32 && t.dtype() == DType::kI32) {
+      std::memcpy(bytes.data(), t.raw(), bytes.size());
+    } else if (dtype == DType::kF32 && t.dtype() == DType::kF32) {
+      std::memcpy(bytes.data(), t.raw(), bytes.size());
+    } else {
+      const HostTensor f = t.to_f32();
+      const float* src = f.data<float>();
+      for (int64_t i = 0; i < n; ++i) {
+        if (dtype == DType::kF16) {
+          const uint16_t h = float_to_half(src[i]);
+          std::memcpy(bytes.data() + 2 * i, &h, 2);
+        } else if (dtype == DType::kI32) {
+          const int32_t v = int32_t(src[i]);
+          std::memcpy(bytes.data() + 4 * i, &v, 4);
+        } else {
+          std::memcpy(bytes.data() + 4 * i, &src[i], 4);
+        }
+      }
+    }
+    DeviceBuffer buf(bytes.size());
+    WENET_CUDA_CHECK(cudaMemcpyAsync(buf.ptr, bytes.data(), bytes.size(), cudaMemcpyHostToDevice, stream_));
+    WENET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    Tensor r = make_view(buf.ptr, t.shape(), dtype);
+    weights_.push_back(std::move(buf));
+    return r;
+  }
+
+  Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      WENET_CHECK(d >= 0, "cuda alloc: negative dimension {}", d);
+      n *= d;
+    }
+    WENET_CHECK(dtype != DType::kBF16 && dtype != DType::kI64, "cuda alloc: unsupported dtype {}", dtype_name(dtype));
+    ensure_device();
+    return make_view(arena_->alloc(size_t(n) * dtype_size(dtype), !capturing_), Shape(shape), dtype);
+  }
+
+  void reset_arena() override {
+    WENET_CHECK(!capturing_, "reset_arena inside a run_cached body being captured");
+    arena_->reset();
+  }
+
+  void copy_in(const void* host, const Tensor& dst) override {
+    begin_op("copy_in", /*capturable=*/false);
+    const int64_t rows = dst.rows(), cols = dst.cols();
+    if (rows * cols == 0) return;
+    if (dst.dtype == DType::kF16) {  // host float32 -> staging -> convert on the device
+      ensure_staging(size_t(rows * cols) * sizeof(float));
+      WENET_CUDA_CHECK(cudaMemcpyAsync(staging_.ptr, host, size_t(rows * cols) * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream_));
+      ck::convert_copy_2d(staging_.ptr, cols, false, dst.data, dst.row_stride(), true, rows, cols, stream_);
+      after_launch("copy_in");
+      return;
+    }
+    WENET_CHECK(dst.dtype == DType::kF32 || dst.dtype == DType::kI32, "copy_in: unsupported dtype {}",
+                dtype_name(dst.dtype));
+    const size_t es = dtype_size(dst.dtype);
+    WENET_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, size_t(dst.row_stride()) * es, host, size_t(cols) * es,
+                                       size_t(cols) * es, size_t(rows), cudaMemcpyHostToDevice, stream_));
+    after_launch("copy_in");
+  }
+
+  void copy_out(const Tensor& src, void* host) override {
+    begin_op("copy_out", /*capturable=*/false);
+    const int64_t rows = src.rows(), cols = src.cols();
+    if (rows * cols > 0) {
+      if (src.dtype == DType::kF16) {  // convert on the device into float32 staging, then copy
+        ensure_staging(size_t(rows * cols) * sizeof(float));
+        ck::convert_copy_2d(src.data, src.row_stride(), true, staging_.ptr, cols, false, rows, cols, stream_);
+        after_launch("copy_out");
+        WENET_CUDA_CHECK(cudaMemcpyAsync(host, staging_.ptr, size_t(rows * cols) * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_));
+      } else {
+        WENET_CHECK(src.dtype == DType::kF32 || src.dtype == DType::kI32, "copy_out: unsupported dtype {}",
+                    dtype_name(src.dtype));
+        const size_t es = dtype_size(src.dtype);
+        WENET_CUDA_CHECK(cudaMemcpy2DAsync(host, size_t(cols) * es, src.data, size_t(src.row_stride()) * es,
+                                           size_t(cols) * es, size_t(rows), cudaMemcpyDeviceToHost, stream_));
+      }
+    }
+    synchronize();
+  }
+
+  void synchronize() override {
+    WENET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    check_device_errors();
+  }
+
+  void run_cached(const std::string& key, const std::function<void()>& body) override {
+    if (!graphs_ || capturing_) {  // no graphs, or nested inside a body being captured
+      body();
+      return;
+    }
+    ensure_device();
+    // The key includes where the arena stands: a body's addresses depend on it.
+    const DeviceArena::Mark start = arena_->mark();
+    const std::string full_key = key + "@" + std::to_string(start.chunk) + ":" + std::to_string(start.offset);
+    if (auto it = graphs_cache_.find(full_key); it != graphs_cache_.end()) {
+      WENET_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+      arena_->rewind(it->second.end);
+      if (debug_sync_) sync_and_check("run_cached replay");
+      return;
+    }
+    // First use: run eagerly (the results of this call), so lazy initialization (cuBLASLt plans,
+    // shared-memory opt-ins, arena growth) happens outside capture; then capture the same body at
+    // the same arena position.
+    body();
+    const DeviceArena::Mark end = arena_->mark();
+    arena_->rewind(start);
+    WENET_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+    cudaGraph_t graph = nullptr;
+    try {
+      body();
+    } catch (...) {
+      capturing_ = false;
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      arena_->rewind(end);
+      throw;
+    }
+    capturing_ = false;
+    const cudaError_t captured = cudaStreamEndCapture(stream_, &graph);
+    struct GraphGuard {
+      cudaGraph_t g;
+      ~GraphGuard() {
+        if (g) cudaGraphDestroy(g);
+      }
+    } guard{graph};
+    WENET_CUDA_CHECK(captured);
+    WENET_CHECK(arena_->mark() == end,
+                "run_cached('{}'): the body allocated differently when captured than when run eagerly", key);
+    cudaGraphExec_t exec = nullptr;
+    WENET_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    graphs_cache_.emplace(full_key, GraphExec(exec, end));
+  }
+
+  // --- ops --------------------------------------------------------------------------------------
+  void linear(const Tensor& x, const LinearWeights& w, Activation act, const Tensor* residual,
+              const Tensor& y) override {
+    begin_op("linear");
+    const int64_t M = x.rows(), K = x.cols(), N = w.w.dim(0);
+    WENET_CHECK(w.w.rank == 2 && w.w.dim(1) == K && y.rows() == M && y.cols() == N,
+                "linear: expected x [{}, K], W [N, K], y [{}, N] with K = {}, N = {}; got W [{}, {}], y [{}, {}]", M,
+                M, K, N, w.w.dim(0), w.w.rank > 1 ? w.w.dim(1) : 0, y.rows(), y.cols());
+    WENET_CHECK(!residual || act == Activation::kNone, "linear: a residual after an activation is not supported");
+    expect_act(x, "linear", "x");
+    expect_act(w.w, "linear", "W");
+    expect_act(y, "linear", "y");
+    if (w.b.data) expect_act(w.b, "linear", "bias");
+    if (M == 0 || N == 0) return;
+    const size_t es = dtype_size(dtype_);
+    if (residual) {
+      expect_act(*residual, "linear", "residual");
+      WENET_CHECK(residual->rows() == M && residual->cols() == N, "linear: residual [{}, {}], expected [{}, {}]",
+                  residual->rows(), residual->cols(), M, N);
+      if (residual->data != y.data) {  // y = residual first, then accumulate in place
+        WENET_CUDA_CHECK(cudaMemcpy2DAsync(y.data, size_t(y.row_stride()) * es, residual->data,
+                                           size_t(residual->row_stride()) * es, size_t(N) * es, size_t(M),
+                                           cudaMemcpyDeviceToDevice, stream_));
+      } else {
+        WENET_CHECK(residual->row_stride() == y.row_stride(), "linear: residual aliases y with another row stride");
+      }
+    }
+    // cuBLASLt's fast sm90 kernels need 16-byte aligned output rows and a row length N that is a
+    // multiple of 16 bytes; a vocabulary-sized N (4233) falls back to slow legacy kernels. Large
+    // such outputs are computed with zero-padded weights into aligned scratch, then copied.
+    const int64_t align_elems = int64_t(16 / es);
+    const bool y_aligned = reinterpret_cast<uintptr_t>(y.data) % 16 == 0 && y.row_stride() % align_elems == 0;
+    Tensor out = y;
+    const void* weight = w.w.data;
+    const void* bias = w.b.data;
+    int64_t n_out = N;
+    if ((!y_aligned || N % align_elems != 0) && !residual && M * N >= (int64_t(1) << 16)) {
+      if (N % align_elems != 0) {
+        if (const PaddedLinear* padded = padded_weights(w, round_up(N, align_elems))) {
+          weight = padded->w.ptr;
+          bias = w.b.data ? padded->b.ptr : nullptr;
+          n_out = round_up(N, align_elems);
+        }
+      }
+      out.ld = round_up(n_out, align_elems);
+      out.data = arena_->alloc(size_t(M * out.ld) * es, !capturing_);
+    }
+    // Row-major y = x W^T is column-major y^T = W x^T: A = W (stored K x N, transposed), B = x^T.
+    GemmArgs g;
+    g.trans_a = true;
+    g.m = n_out;
+    g.n = M;
+    g.k = K;
+    g.a = weight;
+    g.lda = weight == w.w.data ? w.w.row_stride() : K;
+    g.b = x.data;
+    g.ldb = x.row_stride();
+    g.d = out.data;
+    g.ldd = out.row_stride();
+    g.bias = bias;
+    g.relu = act == Activation::kRelu;
+    g.beta = residual ? 1.f : 0.f;
+    if (K == 0) fail("linear: K = 0");
+    WENET_CHECK(gemm_->run(g, stream_), "linear: cuBLASLt has no algorithm for M={} N={} K={} (ld x {}, ld y {})", M,
+                N, K, g.ldb, g.ldd);
+    after_launch("linear");
+    if (act == Activation::kSwish) {
+      ck::swish_inplace(out.data, out.row_stride(), M, N, f16(), stream_);
+      after_launch("linear (swish)");
+    }
+    if (out.data != y.data) {
+      ck::convert_copy_2d(out.data, out.row_stride(), f16(), y.data, y.row_stride(), f16(), M, N, stream_);
+      after_launch("linear (copy to unaligned y)");
+    }
+  }
+
+  void layer_norm(const Tensor& x, const LayerNormWeights& w, const Tensor& y, const Tensor* zero_lens) override {
+    begin_op("layer_norm");
+    const int64_t M = x.rows(), D = x.cols();
+    const int64_t T = x.rank >= 3 ? x.dim(-2) : M;
+    WENET_CHECK(y.rows() == M && y.cols() == D, "layer_norm: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M, D);
+    WENET_CHECK(w.gamma.numel() == D && w.beta.numel() == D, "layer_norm: weights of {} / {}, expected {}",
+                w.gamma.numel(), w.beta.numel(), D);
+    expect_act(x, "layer_norm", "x");
+    expect_act(y, "layer_norm", "y");
+    expect_act(w.gamma, "layer_norm", "gamma");
+    expect_act(w.beta, "layer_norm", "beta");
+    if (zero_lens) WENET_CHECK(zero_lens->dtype == DType::kI32, "layer_norm: lengths must be int32");
+    ck::layer_norm_zero_padded_rows(x.data, x.row_stride(), y.data, y.row_stride(), w.gamma.data, w.beta.data, M, D,
+                                    T, zero_lens ? zero_lens->ptr<int32_t>() : nullptr, f16(), stream_);
+    after_launch("layer_norm");
+  }
+
+  void cmvn(const Tensor& x, const Tensor& mean, const Tensor& istd, const Tensor& y) override {
+    begin_op("cmvn");
+    const int64_t M = x.rows(), F = x.cols();
+    WENET_CHECK(x.dtype == DType::kF32 && mean.dtype == DType::kF32 && istd.dtype == DType::kF32,
+                "cmvn: features, mean and istd must be float32");
+    WENET_CHECK(mean.numel() == F && istd.numel() == F, "cmvn: mean/istd of {} / {}, expected {}", mean.numel(),
+                istd.numel(), F);
+    WENET_CHECK(y.rows() == M && y.cols() == F, "cmvn: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M, F);
+    expect_act(y, "cmvn", "y");
+    ck::cmvn(x.ptr<float>(), x.row_stride(), mean.ptr<float>(), istd.ptr<float>(), y.data, y.row_stride(), M, F, f16(),
+             stream_);
+    after_launch("cmvn");
+  }
+
+  void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) override;
+
+  void transpose_ct(const Tensor& x, const Tensor& y) override {
+    begin_op("transpose_ct");
+    WENET_CHECK(x.rank == 4 && x.numel() == y.numel(), "transpose_ct: expected x [B, C, T, F] and y of equal size");
+    expect_contiguous(x, "transpose_ct", "x");
+    expect_contiguous(y, "transpose_ct", "y");
+    expect_act(x, "transpose_ct", "x");
+    expect_act(y, "transpose_ct", "y");
+    ck::transpose_middle_axes(x.data, y.data, x.dim(0), x.dim(1), x.dim(2), x.dim(3), f16(), stream_);
+    after_launch("transpose_ct");
+  }
+
+  void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) override {
+    begin_op("scale_add_pos");
+    const int64_t D = x.cols(), T = x.rank >= 2 ? x.dim(-2) : 1, M = x.rows();
+    WENET_CHECK(y.rows() == M && y.cols() == D, "scale_add_pos: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M,
+                D);
+    expect_act(x, "scale_add_pos", "x");
+    expect_act(y, "scale_add_pos", "y");
+    if (pos) {
+      expect_act(*pos, "scale_add_pos", "pos");
+      WENET_CHECK(pos->cols() == D && pos->rows() >= T, "scale_add_pos: pos [{}, {}], expected [>= {}, {}]",
+                  pos->rows(), pos->cols(), T, D);
+    }
+    ck::scale_add_pos(x.data, x.row_stride(), scale, pos ? pos->data : nullptr, pos ? pos->row_stride() : 0, y.data,
+                      y.row_stride(), M, D, T, f16(), stream_);
+    after_launch("scale_add_pos");
+  }
+
+  void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y) override {
+    begin_op("embed");
+    const int64_t T = ids.cols(), M = ids.numel(), D = table.dim(1), V = table.dim(0);
+    WENET_CHECK(ids.dtype == DType::kI32, "embed: ids must be int32, got {}", dtype_name(ids.dtype));
+    expect_contiguous(ids, "embed", "ids");
+    WENET_CHECK(y.rows() == M && y.cols() == D, "embed: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M, D);
+    WENET_CHECK(pos.cols() == D && pos.rows() >= T, "embed: pos [{}, {}], expected [>= {}, {}]", pos.rows(),
+                pos.cols(), T, D);
+    expect_act(table, "embed", "table");
+    expect_act(pos, "embed", "pos");
+    expect_act(y, "embed", "y");
+    ck::embed_scale_add_pos(ids.ptr<int32_t>(), table.data, table.row_stride(), scale, pos.data, pos.row_stride(),
+                            y.data, y.row_stride(), M, D, T, V, error_flag_device_, f16(), stream_);
+    after_launch("embed");
+  }
+
+  void attention(const AttentionArgs& a) override;
+  void conv_module(const ConvModuleArgs& a, Activation act) override;
+
+  void log_softmax(const Tensor& x, const Tensor& y) override {
+    begin_op("log_softmax");
+    const int64_t M = x.rows(), N = x.cols();
+    expect_act(x, "log_softmax", "x");
+    WENET_CHECK(y.dtype == DType::kF32, "log_softmax: output must be float32, got {}", dtype_name(y.dtype));
+    WENET_CHECK(y.rows() == M && y.cols() == N, "log_softmax: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M,
+                N);
+    ck::log_softmax(x.data, x.row_stride(), y.ptr<float>(), y.row_stride(), M, N, f16(), stream_);
+    after_launch("log_softmax");
+  }
+
+ private:
+  bool f16() const { return dtype_ == DType::kF16; }
+
+  void ensure_device() {
+    int current = -1;
+    WENET_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != device_) WENET_CUDA_CHECK(cudaSetDevice(device_));
+  }
+
+  void begin_op(const char* op, bool capturable = true) {
+    WENET_CHECK(capturable || !capturing_, "cuda backend: {} is not allowed inside a run_cached body (it is being "
+                "captured into a CUDA graph)", op);
+    ensure_device();
+  }
+
+  void expect_act(const Tensor& t, const char* op, const char* what) const {
+    WENET_CHECK(t.dtype == dtype_, "{}: {} must be {} (the backend's dtype), got {}", op, what, dtype_name(dtype_),
+                dtype_name(t.dtype));
+  }
+  static void expect_contiguous(const Tensor& t, const char* op, const char* what) {
+    WENET_CHECK(t.ld == 0 || t.ld == t.cols(), "{}: {} must be contiguous (row stride {}, {} columns)", op, what, t.ld,
+                t.cols());
+  }
+
+  void after_launch(const char* op) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) fail("CUDA error in {}: {} ({})", op, cudaGetErrorString(e), cudaGetErrorName(e));
+    if (debug_sync_ && !capturing_) sync_and_check(op);
+  }
+
+  void sync_and_check(const char* op) {
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess) fail("CUDA error after {}: {} ({})", op, cudaGetErrorString(e), cudaGetErrorName(e));
+    check_device_errors();
+  }
+
+  // Errors kernels recorded in host-mapped memory (bad token ids); read after a synchronization.
+  void check_device_errors() {
+    if (error_flag_[0] == 0) return;
+    const int32_t id = error_flag_[1], V = error_flag_[2];
+    std::memset(error_flag_, 0, 4 * sizeof(int32_t));
+    fail("embed: token id {} out of range [0, {})", id, V);
+  }
+
+  void ensure_staging(size_t bytes) {
+    if (staging_.bytes >= bytes) return;
+    WENET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    staging_ = DeviceBuffer();
+    staging_ = DeviceBuffer(std::max(bytes, size_t(1) << 20));
+  }
+
+  // Linear weights with rows (and bias) zero-padded to n_pad, made once per uploaded weight tensor
+  // (nullptr for weights not uploaded through this backend: their memory may be reused).
+  struct PaddedLinear {
+    DeviceBuffer w, b;
+  };
+  const PaddedLinear* padded_weights(const LinearWeights& lw, int64_t n_pad) {
+    if (auto it = padded_.find(lw.w.data); it != padded_.end()) return &it->second;
+    const auto uploaded = [&](const void* p) {
+      for (const DeviceBuffer& b : weights_)
+        if (p >= b.ptr && p < static_cast<const std::byte*>(b.ptr) + b.bytes) return true;
+      return false;
+    };
+    if (capturing_ || !uploaded(lw.w.data) || (lw.b.data && !uploaded(lw.b.data)) ||
+        lw.w.row_stride() != lw.w.cols())
+      return nullptr;
+    const size_t es = dtype_size(dtype_);
+    const int64_t N = lw.w.dim(0), K = lw.w.cols();
+    PaddedLinear p{DeviceBuffer(size_t(n_pad * K) * es), DeviceBuffer(size_t(n_pad) * es)};
+    WENET_CUDA_CHECK(cudaMemsetAsync(p.w.ptr, 0, p.w.bytes, stream_));
+    WENET_CUDA_CHECK(cudaMemsetAsync(p.b.ptr, 0, p.b.bytes, stream_));
+    WENET_CUDA_CHECK(cudaMemcpyAsync(p.w.ptr, lw.w.data, size_t(N * K) * es, cudaMemcpyDeviceToDevice, stream_));
+    if (lw.b.data)
+      WENET_CUDA_CHECK(cudaMemcpyAsync(p.b.ptr, lw.b.data, size_t(N) * es, cudaMemcpyDeviceToDevice, stream_));
+    return &padded_.emplace(lw.w.data, std::move(p)).first->second;
+  }
+
+  void release() {
+    if (stream_) cudaStreamSynchronize(stream_);
+    graphs_cache_.clear();
+    padded_.clear();
+    gemm_.reset();
+    arena_.reset();
+    if (error_flag_) cudaFreeHost(error_flag_);
+    error_flag_ = nullptr;
+    if (own_stream_ && stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+  }
+
+  int device_;
+  DType dtype_;
+  bool graphs_;
+  bool debug_sync_ = false;
+  bool capturing_ = false;
+  cudaStream_t stream_ = nullptr;
+  bool own_stream_ = false;
+  std::unique_ptr<DeviceArena> arena_;
+  DeviceBuffer gemm_workspace_;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  std::vector<DeviceBuffer> weights_;
+  std::unordered_map<const void*, PaddedLinear> padded_;  // keyed by the weight tensor's data
+  DeviceBuffer staging_;
+  int32_t* error_flag_ = nullptr;         // host view of the mapped error record {set, id, V}
+  int32_t* error_flag_device_ = nullptr;  // device view
+  std::unordered_map<std::string, GraphExec> graphs_cache_;
+};
+
+void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) {
+  begin_op("conv2d");
+  WENET_CHECK(x.rank == 4 && w.rank == 4 && y.rank == 4, "conv2d: expected 4-D x, w and y");
+  const int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t O = w.dim(0), kh = w.dim(2), kw = w.dim(3), Ho = y.dim(2), Wo = y.dim(3);
+  WENET_CHECK(stride > 0 && w.dim(1) == C && y.dim(0) == B && y.dim(1) == O && b.numel() == O &&
+                  Ho == (H - kh) / stride + 1 && Wo == (W - kw) / stride + 1 && H >= kh && W >= kw,
+              "conv2d: x [{}, {}, {}, {}], w [{}, {}, {}, {}], stride {} do not give y [{}, {}, {}, {}]", B, C, H, W, O,
+              w.dim(1), kh, kw, stride, y.dim(0), y.dim(1), Ho, Wo);
+  for (const Tensor* t : {&x, &w, &b, &y}) {
+    expect_act(*t, "conv2d", "operand");
+    expect_contiguous(*t, "conv2d", "operand");
+  }
+  const int64_t K = C * kh * kw, P = Ho * Wo;
+  if (B * O * P == 0) return;
+  if (K <= ck::kMaxDirectConvK) {  // e.g. the first subsampling conv (C = 1): direct
+    ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu, f16(), stream_);
+    after_launch("conv2d");
+    return;
+  }
+  // im2col (a row per output position) + one GEMM with bias / ReLU in the epilogue, into
+  // channels-last scratch ([B*P, O] row-major = O x B*P column-major), then back to NCHW.
+  const size_t es = dtype_size(dtype_);
+  const int64_t ldc = round_up(K, 8);
+  void* col = arena_->alloc(size_t(B * P * ldc) * es, !capturing_);
+  void* nhwc = arena_->alloc(size_t(B * P * O) * es, !capturing_);
+  ck::im2col_rows(x.data, col, ldc, B, C, H, W, kh, kw, stride, Ho, Wo, f16(), stream_);
+  after_launch("conv2d (im2col)");
+  GemmArgs g;
+  g.trans_a = true;  // W [O, K] row-major is K x O column-major
+  g.m = O;
+  g.n = B * P;
+  g.k = K;
+  g.a = w.data;
+  g.lda = K;
+  g.b = col;
+  g.ldb = ldc;
+  g.d = nhwc;
+  g.ldd = O;
+  g.bias = b.data;
+  g.relu = relu;
+  WENET_CHECK(gemm_->run(g, stream_), "conv2d: cuBLASLt has no algorithm for O={} positions={} K={}", O, B * P, K);
+  after_launch("conv2d (gemm)");
+  ck::transpose_middle_axes(nhwc, y.data, B, P, O, 1, f16(), stream_);
+  after_launch("conv2d (to NCHW)");
+}
+
+void CudaBackend::attention(const AttentionArgs& a) {
+  begin_op("attention");
+  WENET_CHECK(a.q.rank == 3 && a.k.rank == 3 && a.v.rank == 3 && a.out.rank == 3,
+              "attention: expected 3-D q, k, v and out");
+  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), Bk = a.k.dim(0), Tk = a.k.dim(1), HD = a.q.cols();
+  WENET_CHECK(a.heads > 0 && HD % a.heads == 0, "attention: {} columns do not split into {} heads", HD, a.heads);
+  const int64_t dk = HD / a.heads;
+  WENET_CHECK(dk <= ck::kMaxAttentionHeadDim, "attention: head dim {} > {} is not supported", dk,
+              ck::kMaxAttentionHeadDim);
+  WENET_CHECK(a.queries_per_kv >= 1 && Bq == Bk * a.queries_per_kv,
+              "attention: {} query batches for {} key batches x {} queries_per_kv", Bq, Bk, a.queries_per_kv);
+  WENET_CHECK(a.k.cols() == HD && a.v.cols() == HD && a.v.dim(0) == Bk && a.v.dim(1) == Tk,
+              "attention: k [{}, {}, {}] / v [{}, {}, {}] do not match q's {} columns", Bk, Tk, a.k.cols(),
+              a.v.dim(0), a.v.dim(1), a.v.cols(), HD);
+  WENET_CHECK(a.out.dim(0) == Bq && a.out.dim(1) == Tq && a.out.cols() == HD, "attention: out [{}, {}, {}], expected "
+              "[{}, {}, {}]", a.out.dim(0), a.out.dim(1), a.out.cols(), Bq, Tq, HD);
+  WENET_CHECK(a.key_lens.dtype == DType::kI32 && a.key_lens.numel() >= Bk, "attention: key_lens must be int32 [{}]",
+              Bk);
+  for (const Tensor* t : {&a.q, &a.k, &a.v, &a.out}) expect_act(*t, "attention", "q/k/v/out");
+  const bool rel = a.pos.data != nullptr;
+  if (rel) {
+    expect_act(a.pos, "attention", "pos");
+    expect_act(a.pos_bias_u, "attention", "pos_bias_u");
+    expect_act(a.pos_bias_v, "attention", "pos_bias_v");
+    WENET_CHECK(a.pos.cols() == HD && a.pos.rows() >= Tk, "attention: pos [{}, {}], expected [>= {}, {}]",
+                a.pos.rows(), a.pos.cols(), Tk, HD);
+    WENET_CHECK(a.pos_bias_u.data && a.pos_bias_v.data && a.pos_bias_u.numel() == HD && a.pos_bias_v.numel() == HD,
+                "attention: pos_bias_u / pos_bias_v must hold heads x dk = {} values", HD);
+    expect_contiguous(a.pos_bias_u, "attention", "pos_bias_u");
+    expect_contiguous(a.pos_bias_v, "attention", "pos_bias_v");
+  }
+  ck::AttentionParams p{};
+  p.q = a.q.data;
+  p.k = a.k.data;
+  p.v = a.v.data;
+  p.pos = rel ? a.pos.data : nullptr;
+  p.bias_u = rel ? a.pos_bias_u.data : nullptr;
+  p.bias_v = rel ? a.pos_bias_v.data : nullptr;
+  p.out = a.out.data;
+  p.ldq = a.q.row_stride();
+  p.ldk = a.k.row_stride();
+  p.ldv = a.v.row_stride();
+  p.ldp = rel ? a.pos.row_stride() : 0;
+  p.ldo = a.out.row_stride();
+  p.key_lens = a.key_lens.ptr<int32_t>();
+  p.Bq = int(Bq);
+  p.Tq = int(Tq);
+  p.Tk = int(Tk);
+  p.heads = a.heads;
+  p.dk = int(dk);
+  p.queries_per_kv = a.queries_per_kv;
+  p.causal = a.causal;
+  ck::attention_rel_pos_online_softmax(p, f16(), stream_);
+  after_launch("attention");
+}
+
+void CudaBackend::conv_module(const ConvModuleArgs& a, Activation act) {
+  begin_op("conv_module");
+  WENET_CHECK(a.x.rank == 3, "conv_module: expected x [B, T, 2D]");
+  const int64_t B = a.x.dim(0), T = a.x.dim(1), D = a.y.cols(), K = a.dw_w.dim(1);
+  WENET_CHECK(a.x.cols() == 2 * D && a.y.rows() == B * T, "conv_module: x [{}, {}, {}] and y [{} rows, {}] disagree",
+              B, T, a.x.cols(), a.y.rows(), D);
+  WENET_CHECK(a.dw_w.rank == 2 && a.dw_w.dim(0) == D && a.dw_b.numel() == D,
+              "conv_module: depthwise weights [{}, {}] / bias {} for {} channels", a.dw_w.dim(0), K, a.dw_b.numel(), D);
+  expect_contiguous(a.dw_w, "conv_module", "dw_w");
+  for (const Tensor* t : {&a.x, &a.y, &a.dw_w, &a.dw_b}) expect_act(*t, "conv_module", "operand");
+  const bool norm = a.norm.gamma.data != nullptr;
+  if (norm) {
+    expect_act(a.norm.gamma, "conv_module", "norm gamma");
+    expect_act(a.norm.beta, "conv_module", "norm beta");
+    WENET_CHECK(a.norm.gamma.numel() == D && a.norm.beta.numel() == D, "conv_module: norm weights for {} channels",
+                D);
+  }
+  ck::ConvModuleParams p{};
+  p.x = a.x.data;
+  p.ldx = a.x.row_stride();
+  p.w = a.dw_w.data;
+  p.b = a.dw_b.data;
+  p.gamma = norm ? a.norm.gamma.data : nullptr;
+  p.beta = norm ? a.norm.beta.data : nullptr;
+  p.y = a.y.data;
+  p.ldy = a.y.row_stride();
+  p.B = int(B);
+  p.T = int(T);
+  p.D = int(D);
+  p.K = int(K);
+  p.act = to_kernel_act(act);
+  p.causal = a.causal;
+  if (a.causal) {
+    WENET_CHECK(a.causal_pad.data && a.causal_pad.numel() == D, "conv_module: a causal conv needs causal_pad [{}]", D);
+    expect_act(a.causal_pad, "conv_module", "causal_pad");
+    p.causal_pad = a.causal_pad.data;
+  }
+  ck::glu_depthwise_conv_norm_act(p, f16(), stream_);
+  after_launch("conv_module");
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& opts) {
+  return std::make_unique<CudaBackend>(opts);
+}
+
+}  // namespace wenet_rt

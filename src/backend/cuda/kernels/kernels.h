@@ -1,0 +1,92 @@
+// Host-side launchers of the CUDA backend's fused kernels (one fusion per .cu file in this folder).
+// Plain C++ types only, so that host code compiles without nvcc. Element type: `f16` selects
+// __half storage, else float; arithmetic is FP32 throughout. Row strides (ld*) are in elements.
+// Launchers only enqueue; the caller checks cudaGetLastError().
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace wenet_rt::cuda_kernels {
+
+enum class Act : int { kNone = 0, kRelu = 1, kSwish = 2 };
+
+// dst[r, c] = src[r, c] for rows x cols, converting between float and half as flagged.
+void convert_copy_2d(const void* src, int64_t ld_src, bool src_f16, void* dst, int64_t ld_dst, bool dst_f16,
+                     int64_t rows, int64_t cols, cudaStream_t stream);
+
+// y = LayerNorm(x) * gamma + beta (eps 1e-5); rows with (row % T) >= zero_lens[row / T] become 0
+// when zero_lens != nullptr. x may alias y.
+void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma,
+                                 const void* beta, int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens,
+                                 bool f16, cudaStream_t stream);
+
+// y[m, f] = (x[m, f] - mean[f]) * istd[f]; x, mean, istd float32.
+void cmvn(const float* x, int64_t ldx, const float* mean, const float* istd, void* y, int64_t ldy, int64_t rows,
+          int64_t cols, bool f16, cudaStream_t stream);
+
+// Direct NCHW convolution, no padding: y = act(conv(x, w) + b), for C * kh * kw <= kMaxDirectConvK.
+constexpr int kMaxDirectConvK = 32;
+void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H,
+                      int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo,
+                      bool relu, bool f16, cudaStream_t stream);
+
+// im2col with one row per output position: col[(b * Ho + ho) * Wo + wo][k], k = (c, i, j) < C*kh*kw,
+// row stride ldc (>= C*kh*kw). x is NCHW, contiguous.
+void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
+                 int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, cudaStream_t stream);
+
+// [A, X, Y, Z] -> [A, Y, X, Z], contiguous (transpose_ct; channels-last -> NCHW).
+void transpose_middle_axes(const void* x, void* y, int64_t A, int64_t X, int64_t Y, int64_t Z, bool f16,
+                           cudaStream_t stream);
+
+// y[m, :] = x[m, :] * scale + (pos ? pos[m % T, :] : 0).
+void scale_add_pos(const void* x, int64_t ldx, float scale, const void* pos, int64_t ldp, void* y, int64_t ldy,
+                   int64_t rows, int64_t cols, int64_t T, bool f16, cudaStream_t stream);
+
+// y[m, :] = table[ids[m], :] * scale + pos[m % T, :]. A bad id writes zeros and records
+// {1, id, V} in error_flag (host-mapped memory, checked by the host at the next synchronization).
+void embed_scale_add_pos(const int32_t* ids, const void* table, int64_t ld_table, float scale, const void* pos,
+                         int64_t ldp, void* y, int64_t ldy, int64_t rows, int64_t cols, int64_t T, int64_t V,
+                         int32_t* error_flag, bool f16, cudaStream_t stream);
+
+// y = swish(y) in place, rows x cols with row stride ldy.
+void swish_inplace(void* y, int64_t ldy, int64_t rows, int64_t cols, bool f16, cudaStream_t stream);
+
+// Row-wise log-softmax, FP32 math, float32 output.
+void log_softmax(const void* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols, bool f16,
+                 cudaStream_t stream);
+
+// One kernel for the whole attention: scores (+ rel-pos term), key-length / causal masks, online
+// softmax in FP32 over key tiles, probabilities x V. Never materializes the score matrix.
+struct AttentionParams {
+  const void *q, *k, *v, *pos, *bias_u, *bias_v;  // pos == nullptr: plain attention
+  void* out;
+  int64_t ldq, ldk, ldv, ldp, ldo;  // row strides
+  const int32_t* key_lens;          // [Bk]
+  int Bq, Tq, Tk, heads, dk, queries_per_kv;
+  bool causal;
+};
+// Largest supported head dimension.
+constexpr int kMaxAttentionHeadDim = 128;
+// f16: tensor cores (attention_rel_pos_online_softmax_mma.cu); f32: FP32 FMA.
+void attention_rel_pos_online_softmax(const AttentionParams& p, bool f16, cudaStream_t stream);
+void attention_rel_pos_online_softmax_f16_mma(const AttentionParams& p, cudaStream_t stream);
+
+// Conformer conv module core: y = act(norm(depthwise_conv(glu(x)))) with 'same' zero padding over
+// all T frames. x [B, T, 2D], y [B, T, D]; gamma == nullptr: no norm (BatchNorm folded into w, b).
+struct ConvModuleParams {
+  const void* x;
+  int64_t ldx;
+  const void *w, *b, *gamma, *beta;  // w [D, K] contiguous
+  void* y;
+  int64_t ldy;
+  int B, T, D, K;
+  Act act;
+  bool causal;             // K-1 frames of left context, which hold causal_pad [D] before t = 0
+  const void* causal_pad;
+};
+void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, cudaStream_t stream);
+
+}  // namespace wenet_rt::cuda_kernels

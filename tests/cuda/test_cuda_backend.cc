@@ -1,0 +1,555 @@
+// The CUDA backend against the CPU reference, op by op, in float32 and float16 activations.
+// Inputs are random; in F16 runs they are rounded to half precision first so that both backends
+// see the same values and only the computation differs. Tolerances, on max |cuda - cpu| divided
+// by max(1, max |cpu|): F32 1e-3 (FP32 math, no TF32; measured ~1e-6), F16 2e-3 (FP32
+// accumulation and statistics, half-precision storage of outputs and intermediates: ~5e-4 per
+// rounding; measured <= 6e-4 on an H100).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace wenet_rt {
+namespace {
+
+bool have_cuda_device() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device: GPU tests skipped"
+
+TEST(CudaBackendFactory, ThrowsWithoutDevice) {
+  if (have_cuda_device()) GTEST_SKIP() << "a CUDA device is present: the no-device error cannot be shown";
+  try {
+    make_cuda_backend(CudaBackendOptions{});
+    FAIL() << "make_cuda_backend succeeded without a device";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaBackendFactory, RejectsBadDeviceIndexAndDtype) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions o;
+  o.device = 1000;
+  EXPECT_THROW(make_cuda_backend(o), Error);
+  o.device = 0;
+  o.dtype = DType::kI32;
+  EXPECT_THROW(make_cuda_backend(o), Error);
+}
+
+Tensor alloc_shape(Backend& be, const Shape& s, DType dt) {
+  switch (s.size()) {
+    case 1: return be.alloc({s[0]}, dt);
+    case 2: return be.alloc({s[0], s[1]}, dt);
+    case 3: return be.alloc({s[0], s[1], s[2]}, dt);
+    case 4: return be.alloc({s[0], s[1], s[2], s[3]}, dt);
+  }
+  fail("rank {}", s.size());
+}
+
+// The same tensor on both backends.
+struct Pair {
+  Tensor c, g;
+  Pair col_slice(int64_t begin, int64_t n) const { return {c.col_slice(begin, n), g.col_slice(begin, n)}; }
+};
+
+class CudaOps : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    dt_ = GetParam();
+    cpu_ = make_cpu_backend();
+    CudaBackendOptions o;
+    o.dtype = dt_;
+    o.cuda_graphs = false;
+    gpu_ = make_cuda_backend(o);
+  }
+
+  float tol() const { return dt_ == DType::kF32 ? 1e-3f : 2e-3f; }
+
+  HostTensor random(const Shape& s, float lo = -1.f, float hi = 1.f) {
+    HostTensor t(DType::kF32, s);
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      float v = u(rng_);
+      if (dt_ == DType::kF16) v = half_to_float(float_to_half(v));
+      t.data<float>()[i] = v;
+    }
+    return t;
+  }
+  Pair weight(const HostTensor& h) { return {cpu_->upload(h, DType::kF32), gpu_->upload(h, dt_)}; }
+  Pair weight(const Shape& s, float scale = 1.f) { return weight(random(s, -scale, scale)); }
+  // Scratch tensors (activations) filled from host data through copy_in.
+  Pair act(const HostTensor& h, bool f32 = false) {
+    Pair p{alloc_shape(*cpu_, h.shape(), DType::kF32), alloc_shape(*gpu_, h.shape(), f32 ? DType::kF32 : dt_)};
+    cpu_->copy_in(h.raw(), p.c);
+    gpu_->copy_in(h.raw(), p.g);
+    return p;
+  }
+  Pair act(const Shape& s, float scale = 1.f) { return act(random(s, -scale, scale)); }
+  Pair empty(const Shape& s, bool f32 = false) {
+    return {alloc_shape(*cpu_, s, DType::kF32), alloc_shape(*gpu_, s, f32 ? DType::kF32 : dt_)};
+  }
+  Pair lens(const std::vector<int32_t>& v) {
+    Pair p{cpu_->alloc({int64_t(v.size())}, DType::kI32), gpu_->alloc({int64_t(v.size())}, DType::kI32)};
+    cpu_->copy_in(v.data(), p.c);
+    gpu_->copy_in(v.data(), p.g);
+    return p;
+  }
+
+  // Max |gpu - cpu| / max(1, max |cpu|) over the tensor (strided views compare their columns).
+  void expect_close(const Pair& p, const std::string& what, float tolerance = -1.f) {
+    const size_t n = size_t(p.c.numel());
+    std::vector<float> a(n), b(n);
+    cpu_->copy_out(p.c, a.data());
+    gpu_->copy_out(p.g, b.data());
+    float diff = 0.f, ref = 1.f;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_FALSE(std::isnan(b[i])) << what << ": NaN at " << i;
+      ref = std::max(ref, std::fabs(a[i]));
+      const float d = std::fabs(a[i] - b[i]);
+      if (d > diff) diff = d, worst = i;
+    }
+    const float tl = tolerance > 0 ? tolerance : tol();
+    std::printf("  %-8s %-56s scaled max diff %.2e (limit %.0e)\n", std::string(dtype_name(dt_)).c_str(), what.c_str(),
+                diff / ref, tl);
+    EXPECT_LE(diff / ref, tl) << what << ": worst at flat index " << worst << " (cpu " << (n ? a[worst] : 0.f)
+                              << ", cuda " << (n ? b[worst] : 0.f) << "), scale " << ref;
+  }
+
+  DType dt_ = DType::kF32;
+  std::mt19937 rng_{20240611};
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::kF32, DType::kF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST_P(CudaOps, CopyRoundTripStrided) {
+  Pair wide = act({5, 7, 24});
+  expect_close(wide.col_slice(8, 8), "strided slice", 1e-7f);
+  const HostTensor h = random({35, 8});
+  Pair s = wide.col_slice(16, 8);
+  cpu_->copy_in(h.raw(), s.c);
+  gpu_->copy_in(h.raw(), s.g);
+  expect_close(wide, "after strided copy_in", 1e-7f);
+}
+
+TEST_P(CudaOps, Linear) {
+  struct Case {
+    int64_t M, K, N;
+    Activation act;
+    bool bias;
+  };
+  for (const Case& c : {Case{1, 64, 48, Activation::kNone, true}, Case{7, 256, 256, Activation::kRelu, true},
+                        Case{64, 256, 1024, Activation::kSwish, true}, Case{300, 80, 256, Activation::kNone, false},
+                        Case{3, 2048, 256, Activation::kSwish, false}, Case{33, 256, 4233, Activation::kNone, true},
+                        Case{40, 64, 1999, Activation::kSwish, true}, Case{5, 24, 13, Activation::kSwish, true}}) {
+    const std::string what = "linear M" + std::to_string(c.M) + " K" + std::to_string(c.K) + " N" + std::to_string(c.N);
+    LinearWeights wc, wg;
+    Pair w = weight({c.N, c.K}, 1.f / std::sqrt(float(c.K)));
+    wc.w = w.c;
+    wg.w = w.g;
+    if (c.bias) {
+      Pair b = weight({c.N}, 0.5f);
+      wc.b = b.c;
+      wg.b = b.g;
+    }
+    Pair x = act({c.M, c.K});
+    Pair y = empty({c.M, c.N});
+    cpu_->linear(x.c, wc, c.act, nullptr, y.c);
+    gpu_->linear(x.g, wg, c.act, nullptr, y.g);
+    expect_close(y, what);
+  }
+}
+
+TEST_P(CudaOps, LinearStridedInputAndResidual) {
+  const int64_t B = 3, T = 17, d = 64;
+  Pair qkv = act({B, T, 3 * d});
+  Pair w = weight({d, d}, 0.125f), b = weight({d}, 0.5f);
+  LinearWeights wc{w.c, b.c}, wg{w.g, b.g};
+  // Strided x (a column slice), residual aliasing y.
+  Pair y = act({B, T, d});
+  Pair x = qkv.col_slice(d, d);
+  cpu_->linear(x.c, wc, Activation::kNone, &y.c, y.c);
+  gpu_->linear(x.g, wg, Activation::kNone, &y.g, y.g);
+  expect_close(y, "linear residual aliasing y");
+  // Residual separate from y, and y itself a strided slice.
+  Pair r = act({B, T, d});
+  Pair out = qkv.col_slice(0, d);
+  cpu_->linear(x.c, wc, Activation::kNone, &r.c, out.c);
+  gpu_->linear(x.g, wg, Activation::kNone, &r.g, out.g);
+  expect_close(out, "linear residual into strided y");
+  expect_close(qkv, "untouched columns around a strided y");
+}
+
+TEST_P(CudaOps, LayerNorm) {
+  for (int64_t D : {64, 256, 1100}) {
+    const int64_t B = 3, T = 11;
+    Pair g = weight(random({D}, 0.5f, 1.5f)), be = weight({D}, 0.5f);
+    LayerNormWeights wc{g.c, be.c}, wg{g.g, be.g};
+    Pair x = act(random({B, T, D}, -2.f, 3.f));
+    Pair y = empty({B, T, D});
+    cpu_->layer_norm(x.c, wc, y.c);
+    gpu_->layer_norm(x.g, wg, y.g);
+    expect_close(y, "layer_norm D" + std::to_string(D));
+    Pair l = lens({11, 4, 0});
+    cpu_->layer_norm(x.c, wc, y.c, &l.c);
+    gpu_->layer_norm(x.g, wg, y.g, &l.g);
+    expect_close(y, "layer_norm zero_lens D" + std::to_string(D));
+    cpu_->layer_norm(x.c, wc, x.c);  // in place
+    gpu_->layer_norm(x.g, wg, x.g);
+    expect_close(x, "layer_norm in place D" + std::to_string(D));
+  }
+}
+
+TEST_P(CudaOps, Cmvn) {
+  const int64_t B = 2, T = 23, F = 80;
+  HostTensor feats = random({B, T, F}, 0.f, 20.f), mean = random({F}, 5.f, 10.f), istd = random({F}, 0.1f, 1.f);
+  Pair x = act(feats, /*f32=*/true);
+  Pair m{cpu_->upload(mean, DType::kF32), gpu_->upload(mean, DType::kF32)};
+  Pair s{cpu_->upload(istd, DType::kF32), gpu_->upload(istd, DType::kF32)};
+  Pair y = empty({B, 1, T, F});
+  cpu_->cmvn(x.c, m.c, s.c, y.c);
+  gpu_->cmvn(x.g, m.g, s.g, y.g);
+  expect_close(y, "cmvn");
+}
+
+TEST_P(CudaOps, Conv2dDirectAndGemm) {
+  struct Case {
+    int64_t B, C, H, W, O;
+    int stride;
+    bool relu;
+  };
+  // C * 9 <= 32 takes the direct kernel; C = 5 / 16 / 32 / 40 (K = 45 ... 360) im2col + GEMM.
+  for (const Case& c : {Case{2, 1, 31, 80, 32, 2, true}, Case{3, 16, 15, 39, 24, 2, true},
+                        Case{1, 32, 13, 19, 32, 3, false}, Case{4, 1, 7, 9, 8, 2, false},
+                        Case{2, 3, 9, 11, 16, 1, true}, Case{2, 5, 12, 17, 40, 2, true},
+                        Case{2, 40, 11, 15, 24, 2, true}}) {
+    const int64_t Ho = (c.H - 3) / c.stride + 1, Wo = (c.W - 3) / c.stride + 1;
+    Pair w = weight({c.O, c.C, 3, 3}, 1.f / std::sqrt(float(9 * c.C))), b = weight({c.O}, 0.5f);
+    Pair x = act({c.B, c.C, c.H, c.W});
+    Pair y = empty({c.B, c.O, Ho, Wo});
+    cpu_->conv2d(x.c, w.c, b.c, c.stride, c.relu, y.c);
+    gpu_->conv2d(x.g, w.g, b.g, c.stride, c.relu, y.g);
+    expect_close(y, "conv2d C" + std::to_string(c.C) + " stride " + std::to_string(c.stride));
+    // Weights in scratch memory rather than uploaded.
+    if (c.C > 1) {
+      Pair ws = act(random({c.O, c.C, 3, 3}, -0.1f, 0.1f)), bs = act({c.O});
+      cpu_->conv2d(x.c, ws.c, bs.c, c.stride, c.relu, y.c);
+      gpu_->conv2d(x.g, ws.g, bs.g, c.stride, c.relu, y.g);
+      expect_close(y, "conv2d scratch weights C" + std::to_string(c.C));
+    }
+  }
+}
+
+TEST_P(CudaOps, TransposeScaleAddPosEmbed) {
+  Pair x = act({2, 5, 7, 3});
+  Pair y = empty({2, 7, 5, 3});
+  cpu_->transpose_ct(x.c, y.c);
+  gpu_->transpose_ct(x.g, y.g);
+  expect_close(y, "transpose_ct", 1e-7f);
+
+  const int64_t B = 3, T = 9, D = 64;
+  Pair h = act({B, T, D});
+  Pair pe = weight({50, D});
+  Pair o = empty({B, T, D});
+  cpu_->scale_add_pos(h.c, 8.f, &pe.c, o.c);
+  gpu_->scale_add_pos(h.g, 8.f, &pe.g, o.g);
+  expect_close(o, "scale_add_pos with pos");
+  cpu_->scale_add_pos(h.c, 0.5f, nullptr, o.c);
+  gpu_->scale_add_pos(h.g, 0.5f, nullptr, o.g);
+  expect_close(o, "scale_add_pos without pos");
+
+  const int64_t V = 37;
+  Pair table = weight({V, D});
+  std::vector<int32_t> ids_host(size_t(B * T));
+  for (size_t i = 0; i < ids_host.size(); ++i) ids_host[i] = int32_t((i * 7 + 3) % V);
+  Pair ids{cpu_->alloc({B, T}, DType::kI32), gpu_->alloc({B, T}, DType::kI32)};
+  cpu_->copy_in(ids_host.data(), ids.c);
+  gpu_->copy_in(ids_host.data(), ids.g);
+  cpu_->embed(ids.c, table.c, 8.f, pe.c, o.c);
+  gpu_->embed(ids.g, table.g, 8.f, pe.g, o.g);
+  expect_close(o, "embed");
+  // A bad id is reported as an Error at the next synchronization.
+  ids_host[5] = int32_t(V);
+  gpu_->copy_in(ids_host.data(), ids.g);
+  gpu_->embed(ids.g, table.g, 8.f, pe.g, o.g);
+  std::vector<float> sink(size_t(o.g.numel()));
+  EXPECT_THROW(gpu_->copy_out(o.g, sink.data()), Error);
+  gpu_->copy_out(o.g, sink.data());  // reported once, then clear
+}
+
+struct AttnCase {
+  int64_t Bk, Tq, Tk, heads, dk;
+  int qpk = 1;
+  bool causal = false, rel = false;
+  std::vector<int32_t> key_lens;  // per key batch
+  std::string name;
+};
+
+class CudaAttention : public CudaOps {
+ protected:
+  void run(const AttnCase& c) {
+    const int64_t Bq = c.Bk * c.qpk, HD = c.heads * c.dk;
+    // q from a fused [Bq, Tq, 3 HD] projection, k / v from another: strided column slices.
+    Pair qkv = act({Bq, c.Tq, 3 * HD});
+    Pair kv = act({c.Bk, c.Tk, 3 * HD});
+    AttentionArgs ac, ag;
+    ac.q = qkv.c.col_slice(0, HD);
+    ag.q = qkv.g.col_slice(0, HD);
+    ac.k = kv.c.col_slice(HD, HD);
+    ag.k = kv.g.col_slice(HD, HD);
+    ac.v = kv.c.col_slice(2 * HD, HD);
+    ag.v = kv.g.col_slice(2 * HD, HD);
+    Pair l = lens(c.key_lens);
+    ac.key_lens = l.c;
+    ag.key_lens = l.g;
+    ac.heads = ag.heads = int(c.heads);
+    ac.queries_per_kv = ag.queries_per_kv = c.qpk;
+    ac.causal = ag.causal = c.causal;
+    Pair pos, u, v;
+    if (c.rel) {
+      pos = act({c.Tk, HD});
+      u = weight({c.heads, c.dk}, 0.5f);
+      v = weight({c.heads, c.dk}, 0.5f);
+      ac.pos = pos.c;
+      ag.pos = pos.g;
+      ac.pos_bias_u = u.c;
+      ag.pos_bias_u = u.g;
+      ac.pos_bias_v = v.c;
+      ag.pos_bias_v = v.g;
+    }
+    // The output is a strided slice too (the decoder writes into the free Q columns).
+    Pair out_wide = empty({Bq, c.Tq, 2 * HD});
+    Pair out = out_wide.col_slice(HD, HD);
+    ac.out = out.c;
+    ag.out = out.g;
+    cpu_->attention(ac);
+    gpu_->attention(ag);
+    expect_close(out, "attention " + c.name);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaAttention, ::testing::Values(DType::kF32, DType::kF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST_P(CudaAttention, SelfAttentionTileEdges) {
+  for (int64_t T : {1, 7, 64, 300, 1100}) {
+    const int32_t short_len = int32_t(std::max<int64_t>(1, T / 2 + 1));
+    const int64_t Tq = std::min<int64_t>(T, 70);  // all keys, a subset of the queries (keeps the CPU quick)
+    run({2, Tq, T, 4, 64, 1, false, false, {int32_t(T), short_len}, "Tk " + std::to_string(T)});
+  }
+}
+
+TEST_P(CudaAttention, RelPos) {
+  for (int64_t T : {1, 7, 64, 300})
+    run({2, T, T, 4, 64, 1, false, true, {int32_t(T), int32_t((T + 1) / 2)}, "rel_pos Tk " + std::to_string(T)});
+  run({3, 63, 63, 4, 16, 1, false, true, {63, 40, 1}, "rel_pos dk 16"});
+  run({1, 20, 20, 2, 128, 1, false, true, {17}, "rel_pos dk 128"});
+  run({2, 33, 70, 4, 20, 1, false, true, {70, 9}, "rel_pos dk 20 (unaligned head slices)"});
+}
+
+TEST_P(CudaAttention, CausalWithLengths) {
+  run({4, 64, 64, 4, 64, 1, true, false, {64, 10, 1, 33}, "causal 64"});
+  run({2, 130, 130, 4, 32, 1, true, false, {130, 77}, "causal 130"});
+}
+
+TEST_P(CudaAttention, QueriesPerKv) {
+  run({2, 9, 70, 4, 64, 3, false, false, {70, 41}, "queries_per_kv 3"});
+  run({3, 5, 1, 4, 64, 10, false, false, {1, 1, 1}, "queries_per_kv 10, Tk 1"});
+}
+
+TEST_P(CudaAttention, ZeroLengthKeysGiveZeros) {
+  run({3, 6, 12, 4, 64, 1, false, false, {12, 0, 5}, "zero-length keys"});
+  run({2, 6, 12, 4, 64, 2, true, true, {0, 12}, "zero-length keys, causal, rel_pos"});
+}
+
+TEST_P(CudaAttention, LongKeys) { run({1, 8, 5000, 4, 64, 1, false, false, {4999}, "Tk 5000"}); }
+
+TEST_P(CudaOps, AttentionRejectsHugeHeads) {
+  Pair q = act({1, 2, 256});
+  Pair l = lens({2});
+  AttentionArgs a;
+  a.q = a.k = a.v = a.out = q.g;
+  a.key_lens = l.g;
+  a.heads = 1;  // dk 256 > 128
+  EXPECT_THROW(gpu_->attention(a), Error);
+}
+
+TEST_P(CudaOps, ConvModule) {
+  struct Case {
+    int64_t B, T, D;
+    bool layer_norm;
+    Activation act;
+  };
+  for (const Case& c : {Case{2, 40, 64, false, Activation::kSwish}, Case{1, 1, 64, true, Activation::kSwish},
+                        Case{3, 5, 256, true, Activation::kRelu}, Case{2, 63, 256, false, Activation::kSwish},
+                        Case{1, 17, 512, true, Activation::kSwish}, Case{16, 70, 256, false, Activation::kSwish},
+                        Case{16, 70, 256, true, Activation::kSwish}}) {
+    const int64_t K = 15;
+    Pair x = act(random({c.B, c.T, 2 * c.D}, -2.f, 2.f));
+    Pair w = weight({c.D, K}, 0.3f), b = weight({c.D}, 0.5f);
+    Pair g, be;
+    ConvModuleArgs ac, ag;
+    if (c.layer_norm) {
+      g = weight(random({c.D}, 0.5f, 1.5f));
+      be = weight({c.D}, 0.5f);
+      ac.norm = {g.c, be.c};
+      ag.norm = {g.g, be.g};
+    }
+    Pair l = lens(std::vector<int32_t>(size_t(c.B), int32_t(c.T)));
+    Pair y = empty({c.B, c.T, c.D});
+    ac.x = x.c;
+    ag.x = x.g;
+    ac.lens = l.c;
+    ag.lens = l.g;
+    ac.dw_w = w.c;
+    ag.dw_w = w.g;
+    ac.dw_b = b.c;
+    ag.dw_b = b.g;
+    ac.y = y.c;
+    ag.y = y.g;
+    cpu_->conv_module(ac, c.act);
+    gpu_->conv_module(ag, c.act);
+    expect_close(y, "conv_module T" + std::to_string(c.T) + " D" + std::to_string(c.D) +
+                        (c.layer_norm ? " layer_norm" : " folded batch_norm"));
+  }
+}
+
+TEST_P(CudaOps, LogSoftmax) {
+  for (int64_t V : {1, 50, 4233}) {
+    Pair x = act(random({13, V}, -8.f, 8.f));
+    Pair y = empty({13, V}, /*f32=*/true);
+    cpu_->log_softmax(x.c, y.c);
+    gpu_->log_softmax(x.g, y.g);
+    expect_close(y, "log_softmax V" + std::to_string(V));
+  }
+}
+
+TEST_P(CudaOps, WrongDtypeIsAnError) {
+  Pair x = act({4, 8});
+  Tensor f32 = gpu_->alloc({4, 8}, dt_ == DType::kF32 ? DType::kF16 : DType::kF32);
+  LayerNormWeights w{weight({8}).g, weight({8}).g};
+  EXPECT_THROW(gpu_->layer_norm(f32, w, x.g), Error);
+}
+
+// A small encoder-like block inside run_cached, with and without CUDA graphs: first call runs and
+// captures, later calls replay (new inputs each time), and a different arena position recaptures.
+class CudaGraphs : public ::testing::TestWithParam<std::tuple<DType, bool>> {};
+
+TEST_P(CudaGraphs, RunCachedMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const auto [dt, graphs] = GetParam();
+  auto cpu = make_cpu_backend();
+  CudaBackendOptions o;
+  o.dtype = dt;
+  o.cuda_graphs = graphs;
+  auto gpu = make_cuda_backend(o);
+  std::mt19937 rng(7);
+  const auto random = [&](const Shape& s, float scale) {
+    HostTensor t(DType::kF32, s);
+    std::uniform_real_distribution<float> u(-scale, scale);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = half_to_float(float_to_half(u(rng)));
+    return t;
+  };
+  const int64_t B = 2, T = 19, d = 64, H = 4, V = 33;
+  struct Weights {
+    LinearWeights qkv, out, pos, ctc;
+    LayerNormWeights ln;
+    Tensor u, v, pe;
+  };
+  const HostTensor wq = random({3 * d, d}, 0.125f), bq = random({3 * d}, 0.1f), wo = random({d, d}, 0.125f),
+                   bo = random({d}, 0.1f), wp = random({d, d}, 0.125f), wc = random({V, d}, 0.125f),
+                   bc = random({V}, 0.1f), g = random({d}, 1.f), be = random({d}, 0.5f), u = random({H, d / H}, 0.5f),
+                   v = random({H, d / H}, 0.5f), pe = random({T, d}, 1.f);
+  const auto load = [&](Backend& b, DType t) {
+    Weights w;
+    w.qkv = {b.upload(wq, t), b.upload(bq, t)};
+    w.out = {b.upload(wo, t), b.upload(bo, t)};
+    w.pos = {b.upload(wp, t), Tensor{}};
+    w.ctc = {b.upload(wc, t), b.upload(bc, t)};
+    w.ln = {b.upload(g, t), b.upload(be, t)};
+    w.u = b.upload(u, t);
+    w.v = b.upload(v, t);
+    w.pe = b.upload(pe, t);
+    return w;
+  };
+  const Weights wcpu = load(*cpu, DType::kF32), wgpu = load(*gpu, dt);
+
+  // One forward: inputs and outputs allocated before run_cached, intermediates inside.
+  const auto forward = [&](Backend& b, const Weights& w, const HostTensor& x_host, const std::vector<int32_t>& l_host,
+                           int pad_allocs) {
+    b.reset_arena();
+    for (int i = 0; i < pad_allocs; ++i) b.alloc({1000}, DType::kF32);  // moves the arena position
+    const DType t = b.act_dtype();
+    Tensor x = b.alloc({B, T, d}, t);
+    b.copy_in(x_host.data<float>(), x);
+    Tensor lens = b.alloc({B}, DType::kI32);
+    b.copy_in(l_host.data(), lens);
+    Tensor out = b.alloc({B, T, V}, DType::kF32);
+    b.run_cached("block", [&] {
+      Tensor ln = b.alloc({B, T, d}, t), qkv = b.alloc({B, T, 3 * d}, t), ctx = b.alloc({B, T, d}, t);
+      Tensor pos = b.alloc({T, d}, t), logits = b.alloc({B, T, V}, t);
+      b.layer_norm(x, w.ln, ln, &lens);
+      b.linear(ln, w.qkv, Activation::kNone, nullptr, qkv);
+      b.linear(w.pe, w.pos, Activation::kNone, nullptr, pos);
+      AttentionArgs a;
+      a.q = qkv.col_slice(0, d);
+      a.k = qkv.col_slice(d, d);
+      a.v = qkv.col_slice(2 * d, d);
+      a.key_lens = lens;
+      a.heads = int(H);
+      a.pos = pos;
+      a.pos_bias_u = w.u;
+      a.pos_bias_v = w.v;
+      a.out = ctx;
+      b.attention(a);
+      b.linear(ctx, w.out, Activation::kNone, &x, x);
+      b.layer_norm(x, w.ln, x);
+      b.linear(x, w.ctc, Activation::kNone, nullptr, logits);
+      b.log_softmax(logits, out);
+    });
+    std::vector<float> r(size_t(B * T * V));
+    b.copy_out(out, r.data());
+    return r;
+  };
+
+  for (int call = 0; call < 4; ++call) {
+    const HostTensor x = random({B, T, d}, 1.f);
+    const std::vector<int32_t> l = {int32_t(T), int32_t(T - 1 - call * 3)};
+    const int pad = call == 3 ? 5 : 0;  // the last call starts elsewhere in the arena: recapture
+    const std::vector<float> want = forward(*cpu, wcpu, x, l, pad), got = forward(*gpu, wgpu, x, l, pad);
+    float diff = 0.f;
+    for (size_t i = 0; i < want.size(); ++i) diff = std::max(diff, std::fabs(want[i] - got[i]));
+    std::printf("  %-8s run_cached %s call %d: max diff %.2e\n", std::string(dtype_name(dt)).c_str(),
+                graphs ? "graphs" : "eager", call, diff);
+    EXPECT_LE(diff, dt == DType::kF32 ? 1e-3f : 3e-2f) << "call " << call << (graphs ? " with" : " without")
+                                                         << " graphs";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DtypesAndGraphs, CudaGraphs,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kF16), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(dtype_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_graphs" : "_eager");
+                         });
+
+}  // namespace
+}  // namespace wenet_rt
