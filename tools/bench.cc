@@ -158,6 +158,26 @@ std::vector<float> run_decoder(AsrModel& m, const Inputs& in, Point p) {
   return out;
 }
 
+// One eager run of `part` with per-kernel timing: kernels, calls per layer, time and share.
+template <typename F>
+void print_profile(Backend& be, const std::string& part, Point p, int layers, F&& run) {
+  be.set_profiling(true);
+  run();
+  std::vector<KernelTime> k = be.take_profile();
+  be.set_profiling(false);
+  if (k.empty()) return;
+  std::sort(k.begin(), k.end(), [](const KernelTime& a, const KernelTime& b) { return a.ms > b.ms; });
+  double total = 0;
+  int calls = 0;
+  for (const KernelTime& t : k) total += t.ms, calls += t.calls;
+  fmt::print("\nprofile {} {}x{}: {} kernels, {:.3f} ms of kernel time (eager, one run)\n", part, p.batch, p.frames,
+             calls, total);
+  fmt::print("  {:<34} {:>6} {:>9} {:>9} {:>7}\n", "kernel", "calls", "per layer", "ms", "share");
+  for (const KernelTime& t : k)
+    fmt::print("  {:<34} {:>6} {:>9.1f} {:>9.4f} {:>6.1f}%\n", t.name, t.calls, double(t.calls) / layers, t.ms,
+               100 * t.ms / total);
+}
+
 std::string fmt_ms(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
 
 int run_e2e(const BenchOptions& o) {
@@ -198,6 +218,7 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--runs", o.runs, "timed runs per point")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
   app.add_flag("--mixed-lengths", o.mixed_lengths, "lengths from T down to T/2 within a batch");
+  app.add_flag("--profile", o.profile, "per-kernel device time of each point (eager; CUDA events)");
   app.add_flag("!--no-cuda-graphs", o.cuda_graphs, "run eagerly");
   app.add_flag("--peers", o.peers, "also time the PyTorch reference (reference/bench_peers.py; needs torch)");
   app.add_flag("--compile", o.compile, "peers: include torch.compile (slow to compile)");
@@ -234,6 +255,13 @@ int run_bench(const BenchOptions& o) {
               asr.ctc_log_probs(e);
             })};
     Row dec{p, "decoder", time_runs(*backend, o.warmup, o.runs, [&] { run_decoder_once(asr, in, p); })};
+    if (o.profile) {
+      print_profile(*backend, "encoder", p, model.config.encoder.num_blocks, [&] {
+        backend->reset_arena();
+        asr.ctc_log_probs(asr.encode(in.feats.data(), p.batch, p.frames, in.lens.data()));
+      });
+      print_profile(*backend, "decoder", p, model.config.decoder.num_blocks, [&] { run_decoder_once(asr, in, p); });
+    }
     if (ref) {
       accuracy(run_encoder(asr, in, p), run_encoder(*ref, in, p), enc.s);
       accuracy(run_decoder(asr, in, p), run_decoder(*ref, in, p), dec.s);

@@ -17,6 +17,7 @@ struct BenchOptions {
   std::string precision = "fp16";
   int runs = 50, warmup = 10;
   bool mixed_lengths = false;
+  bool profile = false;          // per-kernel device time of each part (eager, CUDA events)
   bool cuda_graphs = true;
   bool peers = false;            // run reference/bench_peers.py (needs torch)
   bool compile = false;          // ... with torch.compile

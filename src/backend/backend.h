@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "model/config.h"
@@ -61,6 +62,13 @@ struct ConvModuleArgs {
   Tensor causal_pad;
 };
 
+// Device time of one kind of kernel over a profiled stretch of work.
+struct KernelTime {
+  std::string name;  // op, and the kernel within it when an op launches several
+  int calls = 0;
+  double ms = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -81,6 +89,9 @@ class Backend {
   // Runs `body`; backends with CUDA graphs capture it once per key and replay it afterwards.
   // body must only launch ops on tensors whose addresses are the same for the same key.
   virtual void run_cached(const std::string& key, const std::function<void()>& body) { (void)key; body(); }
+  // Profiling (backends that support it time each kernel; run_cached then runs eagerly).
+  virtual void set_profiling(bool on) { (void)on; }
+  virtual std::vector<KernelTime> take_profile() { return {}; }  // since set_profiling(true); synchronizes
 
   // --- ops ------------------------------------------------------------------------------------
   // y = act(x W^T + b) + residual    (x [M, K], residual/y [M, N]; residual may alias y)

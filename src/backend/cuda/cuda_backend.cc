@@ -9,6 +9,7 @@
 // outside capture: for locating a failing kernel).
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -225,8 +226,30 @@ class CudaBackend final : public Backend {
     check_device_errors();
   }
 
+  void set_profiling(bool on) override {
+    if (on == profiling_) return;
+    synchronize();
+    profiling_ = on;
+    clear_profile();
+  }
+
+  std::vector<KernelTime> take_profile() override {
+    synchronize();
+    std::vector<KernelTime> out;
+    for (const ProfileMark& m : marks_) {
+      float ms = 0;
+      WENET_CUDA_CHECK(cudaEventElapsedTime(&ms, m.start, m.end));
+      auto it = std::find_if(out.begin(), out.end(), [&](const KernelTime& k) { return k.name == m.name; });
+      if (it == out.end()) it = out.insert(out.end(), KernelTime{m.name, 0, 0});
+      ++it->calls;
+      it->ms += ms;
+    }
+    clear_profile();
+    return out;
+  }
+
   void run_cached(const std::string& key, const std::function<void()>& body) override {
-    if (!graphs_ || capturing_) {  // no graphs, or nested inside a body being captured
+    if (!graphs_ || capturing_ || profiling_) {  // no graphs, inside a body being captured, or timing kernels
       body();
       return;
     }
@@ -455,6 +478,27 @@ class CudaBackend final : public Backend {
     WENET_CHECK(capturable || !capturing_, "cuda backend: {} is not allowed inside a run_cached body (it is being "
                 "captured into a CUDA graph)", op);
     ensure_device();
+    if (profiling_) last_event_ = record_event();
+  }
+
+  // Profiling: an event before each op and after each of its kernels; a kernel's time is the gap
+  // between its event and the previous one.
+  struct ProfileMark {
+    std::string name;
+    cudaEvent_t start, end;
+  };
+  cudaEvent_t record_event() {
+    cudaEvent_t e;
+    WENET_CUDA_CHECK(cudaEventCreate(&e));
+    WENET_CUDA_CHECK(cudaEventRecord(e, stream_));
+    events_.push_back(e);
+    return e;
+  }
+  void clear_profile() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    events_.clear();
+    marks_.clear();
+    last_event_ = nullptr;
   }
 
   void expect_act(const Tensor& t, const char* op, const char* what) const {
@@ -470,6 +514,11 @@ class CudaBackend final : public Backend {
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) fail("CUDA error in {}: {} ({})", op, cudaGetErrorString(e), cudaGetErrorName(e));
     if (debug_sync_ && !capturing_) sync_and_check(op);
+    if (profiling_ && last_event_) {
+      cudaEvent_t e = record_event();
+      marks_.push_back({op, last_event_, e});
+      last_event_ = e;
+    }
   }
 
   void sync_and_check(const char* op) {
@@ -521,6 +570,7 @@ class CudaBackend final : public Backend {
 
   void release() {
     if (stream_) cudaStreamSynchronize(stream_);
+    clear_profile();
     graphs_cache_.clear();
     padded_.clear();
     gemm_.reset();
@@ -536,6 +586,10 @@ class CudaBackend final : public Backend {
   bool graphs_;
   bool debug_sync_ = false;
   bool capturing_ = false;
+  bool profiling_ = false;
+  std::vector<cudaEvent_t> events_;
+  std::vector<ProfileMark> marks_;
+  cudaEvent_t last_event_ = nullptr;
   cudaStream_t stream_ = nullptr;
   bool own_stream_ = false;
   std::unique_ptr<DeviceArena> arena_;
