@@ -193,8 +193,10 @@ int run_e2e(const BenchOptions& o) {
   for (const auto& f : o.e2e) files.emplace_back(std::filesystem::path(f).stem().string(), f);
   const auto first = rec.recognize_files(files);
   double per_pass = 0;
-  for (const auto& r : first) per_pass += r.duration_s;
-  WENET_CHECK(per_pass > 0, "--e2e: the audio files hold no audio");
+  for (const auto& r : first) {
+    WENET_CHECK(r.error.empty(), "--e2e: {}", r.error);
+    per_pass += r.duration_s;
+  }
   std::vector<std::pair<std::string, std::string>> all;
   for (int rep = 0; double(rep) * per_pass < o.e2e_seconds; ++rep)
     for (const auto& f : files) all.emplace_back(f.first + "_" + std::to_string(rep), f.second);
