@@ -49,6 +49,23 @@ std::string RecognizerConfig::describe() const {
                      batch_size);
 }
 
+namespace {
+
+// Calls fn(i) for i in [0, n) on up to `threads` threads (the caller's included).
+template <typename F>
+void parallel_for(size_t n, int threads, F&& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads && size_t(t) < n; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace
+
 struct Recognizer::Impl {
   RecognizerConfig cfg;
   ModelDir model;
@@ -136,10 +153,11 @@ struct Recognizer::Impl {
     CtcPrefixBeamOptions po;
     po.beam = cfg.beam;
     po.blank = model.config.blank_id;
-    CtcPrefixBeamSearcher searcher(po);
+    // Utterances are searched in parallel on the CPU while nothing else is queued.
     std::vector<std::vector<Hypothesis>> nbest(static_cast<size_t>(B));
-    for (int b = 0; b < B; ++b)
-      nbest[size_t(b)] = searcher.search(log_probs.data() + size_t(b) * Tp * V, enc.host_lens[size_t(b)], V);
+    parallel_for(size_t(B), threads, [&](size_t b) {
+      nbest[b] = CtcPrefixBeamSearcher(po).search(log_probs.data() + b * size_t(Tp) * V, enc.host_lens[b], V);
+    });
     if (cfg.mode == DecodeMode::kCtcPrefixBeam) {
       for (int b = 0; b < B; ++b) {
         results[size_t(b)]->tokens = nbest[size_t(b)][0].tokens;
@@ -185,27 +203,21 @@ struct Recognizer::Impl {
   std::vector<Features> load(const std::vector<std::pair<std::string, std::string>>& files, size_t begin, size_t end,
                              std::vector<RecognitionResult>& results) const {
     std::vector<Features> out(end - begin);
-    std::atomic<size_t> next{begin};
-    auto work = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < end;) {
-        RecognitionResult& r = results[i];
-        try {
-          const Audio audio = read_audio(files[i].second, fbank.options().sample_rate);
-          r.duration_s = audio.duration();
-          out[i - begin] = features(audio);
-        } catch (const std::exception& e) {
-          // Errors name the file (read_audio's already do).
-          const std::string what = e.what();
-          r.error = what.find(files[i].second) == std::string::npos
-                        ? fmt::format("audio file '{}': {}", files[i].second, what)
-                        : what;
-        }
+    parallel_for(end - begin, threads, [&](size_t k) {
+      const size_t i = begin + k;
+      RecognitionResult& r = results[i];
+      try {
+        const Audio audio = read_audio(files[i].second, fbank.options().sample_rate);
+        r.duration_s = audio.duration();
+        out[i - begin] = features(audio);
+      } catch (const std::exception& e) {
+        // Errors name the file (read_audio's already do).
+        const std::string what = e.what();
+        r.error = what.find(files[i].second) == std::string::npos
+                      ? fmt::format("audio file '{}': {}", files[i].second, what)
+                      : what;
       }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
+    });
     return out;
   }
 };
