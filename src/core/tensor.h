@@ -120,4 +120,15 @@ struct Tensor {
   }
 };
 
+// A view of `data` (owned elsewhere) with a contiguous shape of rank <= 4 (rank 0 becomes [1]).
+inline Tensor make_view(void* data, const Shape& shape, DType dtype) {
+  WENET_CHECK(shape.size() <= 4, "tensor rank {} > 4", shape.size());
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  for (int64_t d : shape) t.dims[size_t(t.rank++)] = d;
+  if (t.rank == 0) t.dims[size_t(t.rank++)] = 1;
+  return t;
+}
+
 }  // namespace wenet_rt

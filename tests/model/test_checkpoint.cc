@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "common/expect_error.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model/checkpoint_builder.h"
@@ -38,16 +39,7 @@ std::vector<float> values(const HostTensor& t) {
   return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
 }
 
-// Runs `fn`, expecting a wenet_rt::Error whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << *parts.begin() << "'";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message: " << e.what() << "\nmissing: " << p;
-  }
-}
+using testing::expect_error;
 
 // A one-tensor checkpoint whose pickle is `pickle`.
 std::string checkpoint_with_pickle(const TempDir& dir, const std::string& pickle, const std::string& storage = floats({1, 2})) {

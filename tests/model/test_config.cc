@@ -2,6 +2,7 @@
 // or malformed values, each asserting the error text.
 #include <gtest/gtest.h>
 
+#include "common/expect_error.h"
 #include "core/error.h"
 #include "model/checkpoint_builder.h"
 #include "model/config.h"
@@ -12,15 +13,7 @@ namespace {
 
 const std::string kGoldens = std::string(WENET_TEST_DATA) + "/wenet-goldens";
 
-template <typename Fn>
-void expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << *parts.begin() << "'";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message: " << e.what() << "\nmissing: " << p;
-  }
-}
+using testing::expect_error;
 
 std::string golden_yaml(const std::string& name) { return test::read_file(kGoldens + "/" + name + "/train.yaml"); }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/expect_error.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model/checkpoint_builder.h"
@@ -22,15 +23,7 @@ using test::TempDir;
 
 const std::string kGoldens = std::string(WENET_TEST_DATA) + "/wenet-goldens";
 
-template <typename Fn>
-void expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << *parts.begin() << "'";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message: " << e.what() << "\nmissing: " << p;
-  }
-}
+using testing::expect_error;
 
 std::string edit(std::string text, const std::string& from, const std::string& to) {
   const size_t at = text.find(from);

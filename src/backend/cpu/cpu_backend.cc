@@ -243,16 +243,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  static Tensor make_view(void* data, const Shape& shape, DType dtype) {
-    WENET_CHECK(shape.size() <= 4, "tensor rank {} > 4", shape.size());
-    Tensor t;
-    t.data = data;
-    t.dtype = dtype;
-    for (int64_t d : shape) t.dims[size_t(t.rank++)] = d;
-    if (t.rank == 0) t.dims[size_t(t.rank++)] = 1;
-    return t;
-  }
-
   // f(row pointer, row index, row bytes) for each row of a possibly strided tensor.
   template <typename F>
   static void for_each_row(const Tensor& t, F&& f) {

@@ -80,16 +80,6 @@ struct GraphExec {
   }
 };
 
-Tensor make_view(void* data, const Shape& shape, DType dtype) {
-  WENET_CHECK(shape.size() <= 4, "tensor rank {} > 4", shape.size());
-  Tensor t;
-  t.data = data;
-  t.dtype = dtype;
-  for (int64_t d : shape) t.dims[size_t(t.rank++)] = d;
-  if (t.rank == 0) t.dims[size_t(t.rank++)] = 1;
-  return t;
-}
-
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendOptions& o) : device_(o.device), dtype_(o.dtype), graphs_(o.cuda_graphs) {
