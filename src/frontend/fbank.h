@@ -53,6 +53,11 @@ class Fbank {
   int frame_length() const { return frame_length_; }  // samples per frame (400 at 16 kHz)
   int frame_shift() const { return frame_shift_; }    // samples between frames (160)
   int fft_size() const { return fft_size_; }
+  // The precomputed tables, for other implementations (CUDA) that must agree with this one.
+  const std::vector<float>& window() const { return window_; }  // frame_length() values
+  // Mel filter m covers FFT bins mel_first_bin(m) .. + mel_weights(m).size() - 1.
+  int mel_first_bin(int m) const { return mel_filters_.at(m).first_bin; }
+  const std::vector<float>& mel_weights(int m) const { return mel_filters_.at(m).weights; }
 
   // snip_edges: 0 when n < frame_length, else 1 + (n - frame_length) / frame_shift.
   int num_frames(int n) const;
