@@ -3,6 +3,7 @@
 #include <sndfile.h>
 #include <soxr.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -106,7 +107,10 @@ Audio read_audio(const std::string& path, int target_rate) {
   sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
   Audio audio;
   audio.sample_rate = info.samplerate;
-  audio.samples.reserve(static_cast<size_t>(info.frames));
+  // The header's frame count is only a claim (FLAC and Ogg state it up front, so a 2 KB file can
+  // declare 2^31 samples): reserve at most ~4 M samples and let decoded samples grow the buffer.
+  constexpr sf_count_t kMaxReserve = sf_count_t(1) << 22;
+  audio.samples.reserve(static_cast<size_t>(std::min(info.frames, kMaxReserve)));
   constexpr sf_count_t kBlockFrames = 4096;
   std::vector<float> block(static_cast<size_t>(kBlockFrames) * info.channels);
   for (;;) {

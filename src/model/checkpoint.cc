@@ -2,6 +2,8 @@
 
 #include <zip.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -121,7 +123,13 @@ class Archive {
       fail("{}: the zip archive has no <prefix>/data.pkl record, so it is not a torch.save checkpoint", origin_);
     if (prefixes.size() > 1) fail("{}: the zip archive has {} data.pkl records; expected one", origin_, prefixes.size());
     prefix_ = prefixes[0];
-    if (has(prefix_ + "/constants.pkl") || has(prefix_ + "/code/"))
+    // torch.jit.save writes <prefix>/constants.pkl and <prefix>/code/*.py (no directory records).
+    bool torchscript = has(prefix_ + "/constants.pkl");
+    for (zip_int64_t i = 0; i < n && !torchscript; ++i) {
+      const char* raw = zip_get_name(zip_.get(), zip_uint64_t(i), 0);
+      torchscript = raw && std::string_view(raw).starts_with(prefix_ + "/code/");
+    }
+    if (torchscript)
       fail("{}: this is a TorchScript archive (torch.jit.save); wenet-rt reads the state-dict checkpoint "
            "(final.pt written by torch.save(model.state_dict()))", origin_);
   }
@@ -130,6 +138,15 @@ class Archive {
   uint64_t file_bytes_ = 0;
   ZipPtr zip_;
 };
+
+// torch names storages "0", "1", ...; anything that could leave <prefix>/data/ (a slash, "..") or
+// name a record other than the one it spells (a NUL byte) is refused.
+bool valid_storage_key(const std::string& key) {
+  if (key.empty() || key.size() > 256 || key.find("..") != std::string::npos) return false;
+  for (const char c : key)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
+  return true;
+}
 
 DType output_dtype(StorageType t) {
   switch (t) {
@@ -197,6 +214,19 @@ int64_t checked_view_numel(const TensorRef& t, const std::string& name, const st
   if (numel > t.storage_numel)
     fail("{}: tensor '{}' has {} elements but its storage '{}' holds only {} (repeating views are not supported)",
          origin, name, numel, t.storage_key, t.storage_numel);
+  // Nor do they hold views that overlap themselves (stride 0, rows sharing elements). Sufficient
+  // test: with its dims sorted by stride, each stride clears the span of the dims below it.
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of the dims that move
+  for (size_t d = 0; d < t.sizes.size(); ++d)
+    if (t.sizes[d] > 1) dims.emplace_back(t.strides[d], t.sizes[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t span = 1;  // no overflow: the span is below storage_numel, checked above
+  for (const auto& [stride, size] : dims) {
+    if (stride < span)
+      fail("{}: tensor '{}' overlaps itself ({}): its elements would repeat, and repeating views are not supported",
+           origin, name, view_str(t));
+    span += (size - 1) * stride;
+  }
   return numel;
 }
 
@@ -256,8 +286,7 @@ std::map<std::string, HostTensor> read_state_dict(const Archive& archive) {
   std::map<std::string, HostTensor> out;
   for (const auto& [name, t] : entries) {
     const std::string& key = t.storage_key;
-    if (key.empty() || key.find('/') != std::string::npos || key.find("..") != std::string::npos)
-      fail("{}: tensor '{}' names an invalid storage key '{}'", origin, name, key);
+    if (!valid_storage_key(key)) fail("{}: tensor '{}' names an invalid storage key '{}'", origin, name, key);
     const size_t es = storage_element_size(t.type);
     const std::string record = prefix + "/data/" + key;
     uint64_t want;

@@ -49,13 +49,21 @@ Cmvn from_stats(const std::vector<double>& sum, const std::vector<double>& sumsq
   return c;
 }
 
+// A JSON value as an error message shows it: scalars as written (cut when long), containers by
+// their type alone (dumping a hostile, deeply nested one would recurse without bound).
+std::string shown(const nlohmann::json& x) {
+  if (!x.is_primitive()) return std::string("(") + x.type_name() + ")";
+  const std::string text = x.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return "'" + (text.size() <= 80 ? text : text.substr(0, 80) + "...") + "'";
+}
+
 std::vector<double> json_numbers(const nlohmann::json& j, const char* key, const std::string& path) {
   if (!j.contains(key)) fail("cmvn file {}: missing key '{}'", path, key);
   const auto& a = j.at(key);
   if (!a.is_array()) fail("cmvn file {}: '{}' must be a list of numbers", path, key);
   std::vector<double> v;
   for (const auto& x : a) {
-    if (!x.is_number()) fail("cmvn file {}: '{}' holds a non-number '{}'", path, key, x.dump());
+    if (!x.is_number()) fail("cmvn file {}: '{}' holds a non-number {}", path, key, shown(x));
     v.push_back(x.get<double>());
   }
   return v;

@@ -12,6 +12,18 @@ namespace wenet_rt {
 
 namespace {
 
+// Upper bounds on sizes (see Reader::positive_int).
+constexpr int kMaxVocabSize = 1 << 24;
+constexpr int kMaxInputDim = 1024;  // the fbank's limit on mel bins
+constexpr int kMaxModelDim = 1 << 16;
+constexpr int kMaxHeads = 1024;
+constexpr int kMaxLinearUnits = 1 << 18;
+constexpr int kMaxBlocks = 1024;
+constexpr int kMaxKernel = 1024;
+constexpr double kMaxFrameMs = 1000;
+// The sample rates the audio reader accepts (frontend/audio.h: kMinSampleRate..kMaxSampleRate).
+constexpr int kMinSampleRate = 1000, kMaxSampleRate = 768000;
+
 // Options that change nothing at inference (dropout, training-time chunking, memory savers).
 const std::set<std::string> kIgnoredEncoderKeys = {
     "dropout_rate", "positional_dropout_rate", "attention_dropout_rate", "use_dynamic_left_chunk",
@@ -40,7 +52,12 @@ class Reader {
     return n;
   }
 
-  static std::string text(const YAML::Node& n) { return n.IsScalar() ? n.Scalar() : YAML::Dump(n); }
+  // A value as messages show it; long ones are cut so that a message stays readable.
+  static std::string text(const YAML::Node& n) {
+    std::string t = n.IsScalar() ? n.Scalar() : YAML::Dump(n);
+    if (t.size() > 200) t = t.substr(0, 200) + "...";
+    return t;
+  }
 
   YAML::Node section(const YAML::Node& root, const std::string& key) const {
     YAML::Node n = child(root, key);
@@ -72,11 +89,19 @@ class Reader {
     return get<std::string>(m, p, k, def, "a string");
   }
 
-  // `def` 0 makes the key required.
-  int positive_int(const YAML::Node& m, const std::string& p, const std::string& k, int def) const {
+  // `def` 0 makes the key required. `max` bounds what a file can make the engine allocate: far
+  // above any real model, far below what would exhaust memory or time.
+  int positive_int(const YAML::Node& m, const std::string& p, const std::string& k, int def, int max) const {
     if (def == 0 && !child(m, k).IsDefined()) error(join(p, k), "required key is missing");
     const int v = get_int(m, p, k, def);
     if (v <= 0) error(join(p, k), "must be positive, got {}", v);
+    if (v > max) error(join(p, k), "must be at most {}, got {}", max, v);
+    return v;
+  }
+  // A finite number within [lo, hi] (NaN and infinities are refused).
+  double number_in(const YAML::Node& m, const std::string& p, const std::string& k, double def, double lo, double hi) const {
+    const double v = get_double(m, p, k, def);
+    if (!(v >= lo && v <= hi)) error(join(p, k), "must be within [{}, {}], got {}", lo, hi, v);
     return v;
   }
 
@@ -106,7 +131,7 @@ class Reader {
   }
   void require_number(const YAML::Node& m, const std::string& p, const std::string& k, double supported) const {
     const YAML::Node n = child(m, k);
-    if (n.IsDefined() && std::abs(get_double(m, p, k, supported) - supported) > 1e-12 * std::abs(supported))
+    if (n.IsDefined() && !(std::abs(get_double(m, p, k, supported) - supported) <= 1e-12 * std::abs(supported)))
       error(join(p, k), "unsupported value '{}' (supported: {})", text(n), supported);
   }
 
@@ -143,13 +168,13 @@ void parse_encoder(const Reader& r, const YAML::Node& root, ModelConfig& c) {
                 "n_kv_head", "head_dim", "mlp_type", "conv_inner_factor", "final_norm"},
                kIgnoredEncoderKeys);
 
-  e.input_dim = r.positive_int(root, "", "input_dim", 0);
-  e.output_size = r.positive_int(n, p, "output_size", 256);
-  e.attention_heads = r.positive_int(n, p, "attention_heads", 4);
+  e.input_dim = r.positive_int(root, "", "input_dim", 0, kMaxInputDim);
+  e.output_size = r.positive_int(n, p, "output_size", 256, kMaxModelDim);
+  e.attention_heads = r.positive_int(n, p, "attention_heads", 4, kMaxHeads);
   if (e.output_size % e.attention_heads != 0)
     r.error(p + ".attention_heads", "{} heads do not divide output_size {}", e.attention_heads, e.output_size);
-  e.linear_units = r.positive_int(n, p, "linear_units", 2048);
-  e.num_blocks = r.positive_int(n, p, "num_blocks", 6);
+  e.linear_units = r.positive_int(n, p, "linear_units", 2048, kMaxLinearUnits);
+  e.num_blocks = r.positive_int(n, p, "num_blocks", 6, kMaxBlocks);
   e.input_layer = r.choice<Subsampling>(n, p, "input_layer", "conv2d",
                                         {{"conv2d", Subsampling::kConv2d4},
                                          {"conv2d6", Subsampling::kConv2d6},
@@ -180,7 +205,7 @@ void parse_encoder(const Reader& r, const YAML::Node& root, ModelConfig& c) {
   if (conformer) {
     e.macaron_style = r.get_bool(n, p, "macaron_style", true);
     e.use_cnn_module = r.get_bool(n, p, "use_cnn_module", true);
-    e.cnn_module_kernel = r.positive_int(n, p, "cnn_module_kernel", 15);
+    e.cnn_module_kernel = r.positive_int(n, p, "cnn_module_kernel", 15, kMaxKernel);
     if (e.use_cnn_module && !e.causal && e.cnn_module_kernel % 2 == 0)
       r.error(p + ".cnn_module_kernel", "must be odd for a non-causal convolution, got {}", e.cnn_module_kernel);
     e.cnn_module_norm = r.choice<ConvNorm>(n, p, "cnn_module_norm", "batch_norm",
@@ -217,13 +242,14 @@ void parse_decoder(const Reader& r, const YAML::Node& root, ModelConfig& c) {
                 "src_query_bias", "src_key_bias", "src_value_bias", "activation_type", "layer_norm_type", "norm_eps",
                 "n_kv_head", "head_dim", "mlp_type", "mlp_bias"},
                kIgnoredDecoderKeys);
-  d.attention_heads = r.positive_int(n, p, "attention_heads", 4);
+  d.attention_heads = r.positive_int(n, p, "attention_heads", 4, kMaxHeads);
   if (c.encoder.output_size % d.attention_heads != 0)
     r.error(p + ".attention_heads", "{} heads do not divide the model size {}", d.attention_heads, c.encoder.output_size);
-  d.linear_units = r.positive_int(n, p, "linear_units", 2048);
-  d.num_blocks = r.positive_int(n, p, "num_blocks", 6);
+  d.linear_units = r.positive_int(n, p, "linear_units", 2048, kMaxLinearUnits);
+  d.num_blocks = r.positive_int(n, p, "num_blocks", 6, kMaxBlocks);
   d.r_num_blocks = r.get_int(n, p, "r_num_blocks", 0);
-  if (d.r_num_blocks < 0) r.error(p + ".r_num_blocks", "must not be negative, got {}", d.r_num_blocks);
+  if (d.r_num_blocks < 0 || d.r_num_blocks > kMaxBlocks)
+    r.error(p + ".r_num_blocks", "must be within [0, {}], got {}", kMaxBlocks, d.r_num_blocks);
   if (d.type == DecoderType::kTransformer) d.r_num_blocks = 0;
   d.normalize_before = true;
   r.require_bool(n, p, "normalize_before", true);
@@ -249,16 +275,16 @@ void parse_features(const Reader& r, const YAML::Node& root, ModelConfig& c) {
   const YAML::Node legacy = Reader::child(Reader::child(root, "collate_conf"), "feature_extraction_conf");
   if (fbank.IsDefined()) {
     const std::string p = "dataset_conf.fbank_conf";
-    f.num_mel_bins = r.positive_int(fbank, p, "num_mel_bins", 23);  // torchaudio's kaldi.fbank default
-    f.frame_length_ms = float(r.get_double(fbank, p, "frame_length", 25));
-    f.frame_shift_ms = float(r.get_double(fbank, p, "frame_shift", 10));
+    f.num_mel_bins = r.positive_int(fbank, p, "num_mel_bins", 23, kMaxInputDim);  // torchaudio's kaldi.fbank default
+    f.frame_length_ms = float(r.number_in(fbank, p, "frame_length", 25, 0, kMaxFrameMs));
+    f.frame_shift_ms = float(r.number_in(fbank, p, "frame_shift", 10, 0, kMaxFrameMs));
   } else if (legacy.IsDefined()) {
     const std::string p = "collate_conf.feature_extraction_conf";
     r.require_string(legacy, p, "feature_type", "fbank");
     r.require_bool(legacy, p, "using_pitch", false);
-    f.num_mel_bins = r.positive_int(legacy, p, "mel_bins", 80);
-    f.frame_length_ms = float(r.get_double(legacy, p, "frame_length", 25));
-    f.frame_shift_ms = float(r.get_double(legacy, p, "frame_shift", 10));
+    f.num_mel_bins = r.positive_int(legacy, p, "mel_bins", 80, kMaxInputDim);
+    f.frame_length_ms = float(r.number_in(legacy, p, "frame_length", 25, 0, kMaxFrameMs));
+    f.frame_shift_ms = float(r.number_in(legacy, p, "frame_shift", 10, 0, kMaxFrameMs));
   } else {
     for (const char* other : {"mfcc_conf", "log_mel_spectrogram_conf"})
       if (Reader::child(dataset, other).IsDefined())
@@ -271,7 +297,9 @@ void parse_features(const Reader& r, const YAML::Node& root, ModelConfig& c) {
   if (f.num_mel_bins != c.encoder.input_dim)
     r.error("dataset_conf.fbank_conf.num_mel_bins", "{} mel bins, but input_dim is {}", f.num_mel_bins, c.encoder.input_dim);
   const YAML::Node resample = Reader::child(dataset, "resample_conf");
-  f.sample_rate = r.positive_int(resample, "dataset_conf.resample_conf", "resample_rate", 16000);
+  f.sample_rate = r.positive_int(resample, "dataset_conf.resample_conf", "resample_rate", 16000, kMaxSampleRate);
+  if (f.sample_rate < kMinSampleRate)
+    r.error("dataset_conf.resample_conf.resample_rate", "must be at least {} Hz, got {}", kMinSampleRate, f.sample_rate);
 }
 
 void parse_cmvn_and_tokens(const Reader& r, const YAML::Node& root, ModelConfig& c) {
@@ -311,16 +339,14 @@ ModelConfig parse(const YAML::Node& root, const std::string& source) {
   if (!root.IsMap()) fail("{}: expected a mapping of WeNet options at the top level", source);
   ModelConfig c;
   c.source = source;
-  c.vocab_size = r.positive_int(root, "", "output_dim", 0);
+  c.vocab_size = r.positive_int(root, "", "output_dim", 0, kMaxVocabSize);
   r.require_string(root, "", "model", "asr_model");
   r.require_string(root, "", "ctc", "ctc");
   parse_encoder(r, root, c);
   parse_decoder(r, root, c);
   const YAML::Node model_conf = r.section(root, "model_conf");
-  c.ctc_weight = float(r.get_double(model_conf, "model_conf", "ctc_weight", 0.5));
-  c.reverse_weight = float(r.get_double(model_conf, "model_conf", "reverse_weight", 0.0));
-  if (c.reverse_weight < 0 || c.reverse_weight > 1)
-    r.error("model_conf.reverse_weight", "must be within [0, 1], got {}", c.reverse_weight);
+  c.ctc_weight = float(r.number_in(model_conf, "model_conf", "ctc_weight", 0.5, 0, 1));
+  c.reverse_weight = float(r.number_in(model_conf, "model_conf", "reverse_weight", 0.0, 0, 1));
   parse_features(r, root, c);
   parse_cmvn_and_tokens(r, root, c);
   return c;
