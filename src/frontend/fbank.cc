@@ -77,9 +77,11 @@ void FbankOptions::validate() const {
   WENET_CHECK(sample_rate > 0, "fbank sample_rate: expected > 0, got {}", sample_rate);
   WENET_CHECK(num_mel_bins >= 3 && num_mel_bins <= 1024,
               "fbank num_mel_bins: expected 3..1024, got {}", num_mel_bins);
-  WENET_CHECK(frame_length_ms > 0 && frame_shift_ms > 0,
-              "fbank frame_length/frame_shift: expected > 0 ms, got {} / {}", frame_length_ms,
+  // Bounded before the casts below: a frame of more than 1 s is not a speech frame.
+  WENET_CHECK(frame_length_ms > 0 && frame_shift_ms > 0 && frame_length_ms <= 1000 && frame_shift_ms <= 1000,
+              "fbank frame_length/frame_shift: expected 0 < ms <= 1000, got {} / {}", frame_length_ms,
               frame_shift_ms);
+  WENET_CHECK(sample_rate <= 768000, "fbank sample_rate: expected <= 768000, got {}", sample_rate);
   const int length = static_cast<int>(sample_rate * 0.001 * frame_length_ms);
   const int shift = static_cast<int>(sample_rate * 0.001 * frame_shift_ms);
   WENET_CHECK(length >= 2 && shift >= 1,

@@ -1,6 +1,8 @@
 // Fbank vs kaldi-native-fbank goldens (reference/make_fbank_goldens.py), plus its edge cases.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cfloat>
 #include <cmath>
 #include <fstream>
@@ -128,6 +130,15 @@ TEST(Fbank, RejectsWrongRateAndBadOptions) {
   bad = {};
   bad.high_freq = 9000;
   EXPECT_THROW(Fbank{bad}, Error);
+  // Values that would overflow the sample counts (undefined behaviour before they were bounded).
+  for (float ms : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 1e30f}) {
+    bad = {};
+    bad.frame_length_ms = ms;
+    EXPECT_THROW(Fbank{bad}, Error) << ms;
+    bad = {};
+    bad.frame_shift_ms = ms;
+    EXPECT_THROW(Fbank{bad}, Error) << ms;
+  }
   EXPECT_EQ(parse_window_type("hamming"), WindowType::kHamming);
   EXPECT_THROW(parse_window_type("blackmann"), Error);
 }

@@ -72,9 +72,13 @@ struct Zip {
 };
 
 void add(zip_t* z, const std::string& name, const std::string& bytes) {
-  // libzip copies the buffer only at zip_close, so hand it memory it may free itself.
-  void* copy = std::malloc(bytes.size() ? bytes.size() : 1);
-  std::memcpy(copy, bytes.data(), bytes.size());
+  // libzip copies the buffer only at zip_close, so hand it memory it may free itself (libzip does
+  // not free a zero-length buffer: an empty record gets none).
+  void* copy = nullptr;
+  if (!bytes.empty()) {
+    copy = std::malloc(bytes.size());
+    std::memcpy(copy, bytes.data(), bytes.size());
+  }
   zip_source_t* src = zip_source_buffer(z, copy, bytes.size(), 1);
   if (!src) throw std::runtime_error("zip_source_buffer failed");
   const zip_int64_t index = zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE);
