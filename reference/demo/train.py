@@ -12,7 +12,8 @@ autocast on CUDA, length-sorted batches, fixed seeds. Features: Kaldi fbank exac
 (fbank.py: 80 bins, 25/10 ms, dither 0, x32768), global CMVN from the training features.
 
 Writes OUTDIR/model/{train.yaml, final.pt (fp16 weights, fp32 CMVN; no positional tables: WeNet
-and wenet-rt compute them), global_cmvn, units.txt}, OUTDIR/examples/ (5 held-out WAVs and
+and wenet-rt compute them), global_cmvn, units.txt}, OUTDIR/checkpoint.pt (fp32, for --init: a
+second run continues training from it), OUTDIR/examples/ (5 held-out WAVs and
 their text), OUTDIR/test_subset/ (a few dozen held-out WAVs, wav.scp relative to OUTDIR, text),
 OUTDIR/results.json, and prints WER on the held-out set for CTC greedy, CTC prefix beam and
 attention rescoring (ctc_weight 0.5, reverse_weight 0.3: wenet-rt's defaults for this model).
@@ -332,7 +333,7 @@ def evaluate(model, store, idx, texts, units, device, modes, batch=16):
         errs = sum(edit_distance(texts[i].split(), hyps[m][i].split()) for i in idx)
         words = sum(len(texts[i].split()) for i in idx)
         wrong = sum(hyps[m][i] != texts[i] for i in idx)
-        result[m] = {"wer": errs / words, "word_errors": errs, "words": words,
+        result[m] = {"wer": errs / max(words, 1), "word_errors": errs, "words": words,
                      "sentence_errors": wrong, "sentences": len(idx)}
     return hyps, result
 
@@ -399,6 +400,9 @@ def main():
     ap.add_argument("--test-subset", type=int, default=30,
                     help="held-out utterances copied to OUTDIR/test_subset")
     ap.add_argument("--examples", type=int, default=5)
+    ap.add_argument("--init", default="",
+                    help="start from this checkpoint.pt (an earlier run's fp32 weights, same data) "
+                         "to train longer than one time budget")
     ap.add_argument("--tiny", action="store_true",
                     help="CPU smoke test: 2 blocks x 64, 1 decoder block, small batches")
     args = ap.parse_args()
@@ -442,6 +446,10 @@ def main():
     cfg = model_config(vocab, args)
     cmvn = cmvn_from_stats(stats["mean_stat"], stats["var_stat"], stats["frame_num"])
     model = from_config(cfg, cmvn=cmvn).to(device)
+    if args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(init["model"], strict=True)
+        log(f"initialized from {args.init} (trained {init['steps']} steps before)")
     add_dropout(model, args.dropout)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: conformer {args.blocks} x {args.d_model} (ffn {4 * args.d_model}, "
@@ -524,6 +532,9 @@ def main():
               f"{train_s / 60:.1f} min; Adam peak lr {args.lr}, warmup {args.warmup}, cosine decay.\n")
     model_dir = os.path.join(args.out, "model")
     state = save_model_dir(model_dir, cfg, model, stats, units, header)
+    prior = init["steps"] if args.init else 0
+    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "steps": prior + step}, os.path.join(args.out, "checkpoint.pt"))
     eval_model = from_config(cfg, cmvn=cmvn)
     missing, unexpected = eval_model.load_state_dict({k: v.float() for k, v in state.items()},
                                                      strict=False)
@@ -548,10 +559,15 @@ def main():
 
     # Examples: presentable test utterances (make_data.py puts them first) that every mode gets
     # exactly right, one per voice.
+    # A conformer's outputs depend a little on how much padding the batch gives an utterance
+    # (WeNet's conv-module semantics), so an example must be right alone and in a batch.
     candidates = [i for i in test_idx if utts[i].get("presentable")]
+    alone = evaluate(eval_model, store, candidates, texts, units, device, modes, batch=1)[0] \
+        if candidates else {}
     picked, voices = [], set()
     for i in candidates:
-        if all(hyps[m][i] == texts[i] for m in modes) and utts[i]["voice"] not in voices:
+        right = all(hyps[m][i] == texts[i] and alone[m][i] == texts[i] for m in modes)
+        if right and utts[i]["voice"] not in voices:
             picked.append(i)
             voices.add(utts[i]["voice"])
         if len(picked) == args.examples:
@@ -561,6 +577,11 @@ def main():
         picked += [i for i in candidates if i not in picked][:args.examples - exact]
         log(f"WARNING: only {exact} of {len(candidates)} example candidates are transcribed "
             f"exactly in every mode; the examples include {len(picked) - exact} that are not")
+    if picked:
+        together, _ = evaluate(eval_model, store, picked, texts, units, device, modes,
+                               batch=len(picked))
+        if any(together[m][i] != texts[i] for m in modes for i in picked):
+            log("WARNING: decoded as one batch, the examples are not all transcribed exactly")
     copy_utterances(utts, picked, args.data, os.path.join(args.out, "examples"), "examples/")
     subset = test_idx[:args.test_subset]
     copy_utterances(utts, subset, args.data, os.path.join(args.out, "test_subset"),
