@@ -14,22 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_device.h"
 #include "backend/backend.h"
 
 namespace wenet_rt {
 namespace {
 
-bool have_cuda_device() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device: GPU tests skipped"
+using testing::have_cuda_device;
 
 TEST(CudaBackendFactory, ThrowsWithoutDevice) {
   if (have_cuda_device()) GTEST_SKIP() << "a CUDA device is present: the no-device error cannot be shown";

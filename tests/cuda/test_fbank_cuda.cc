@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_device.h"
 #include "core/error.h"
 #include "frontend/audio.h"
 #include "frontend/cuda/fbank_cuda.h"
@@ -29,17 +30,7 @@ namespace {
 const std::string kDataDir = std::string(WENET_TEST_DATA) + "/frontend/";
 constexpr double kLogMelTolerance = 1e-3;
 
-bool have_cuda_device() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device: GPU tests skipped"
+using testing::have_cuda_device;
 
 struct Batch {
   std::vector<std::string> names;
