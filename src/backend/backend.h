@@ -9,6 +9,7 @@
 // to_host() synchronizes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -89,6 +90,15 @@ class Backend {
   // Runs `body`; backends with CUDA graphs capture it once per key and replay it afterwards.
   // body must only launch ops on tensors whose addresses are the same for the same key.
   virtual void run_cached(const std::string& key, const std::function<void()>& body) { (void)key; body(); }
+  // Milliseconds the work `fn` queues takes on the device (CUDA events on cuda, so host launch
+  // overhead outside the stream is not counted; wall clock on cpu). Synchronizes.
+  virtual double time_ms(const std::function<void()>& fn) {
+    synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
   // Profiling (backends that support it time each kernel; run_cached then runs eagerly).
   virtual void set_profiling(bool on) { (void)on; }
   virtual std::vector<KernelTime> take_profile() { return {}; }  // since set_profiling(true); synchronizes
@@ -97,6 +107,16 @@ class Backend {
   // y = act(x W^T + b) + residual    (x [M, K], residual/y [M, N]; residual may alias y)
   virtual void linear(const Tensor& x, const LinearWeights& w, Activation act, const Tensor* residual,
                       const Tensor& y) = 0;
+  // y = act(LayerNorm(x) W^T + b) (zero_lens as in layer_norm): the two ops every pre-norm
+  // sublayer starts with, which a backend may fuse into one kernel.
+  virtual void norm_linear(const Tensor& x, const LayerNormWeights& norm, const LinearWeights& w, Activation act,
+                           const Tensor& y, const Tensor* zero_lens = nullptr) {
+    Tensor normed = x;
+    normed.data = alloc({x.numel()}, act_dtype()).data;
+    normed.ld = 0;
+    layer_norm(x, norm, normed, zero_lens);
+    linear(normed, w, act, nullptr, y);
+  }
   // y = LayerNorm(x) (eps 1e-5) over the last axis. With zero_lens ([B] for x [B, T, D]), rows
   // with t >= lens[b] are written as zeros (WeNet masks the conv module's input this way).
   virtual void layer_norm(const Tensor& x, const LayerNormWeights& w, const Tensor& y,

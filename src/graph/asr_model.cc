@@ -1,7 +1,10 @@
 #include "graph/asr_model.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <string>
+#include <string_view>
 
 namespace wenet_rt {
 namespace {
@@ -22,6 +25,15 @@ HostTensor sinusoid_table(int rows, int d) {
     }
   }
   return t;
+}
+
+// A cached graph reads its inputs at the addresses it was captured with: they are part of its key.
+std::string graph_key(std::string_view part, std::initializer_list<int64_t> dims,
+                      std::initializer_list<const Tensor*> inputs) {
+  std::string k(part);
+  for (int64_t d : dims) k += fmt::format("/{}", d);
+  for (const Tensor* t : inputs) k += fmt::format("@{}", t->data);
+  return k;
 }
 
 int ceil_half(int n) { return n > 1 ? (n - 1) / 2 : 0; }  // count of x[2::2]-style slicing
@@ -53,6 +65,17 @@ class Packer {
       l.b = tensor(b);
     }
     return l;
+  }
+
+  // A vocabulary projection with its rows zero-padded to a multiple of 8: aligned output rows keep
+  // GEMMs on their fast kernels; the extra logits are sliced off before the softmax.
+  LinearWeights vocab_linear(const std::string& prefix) {
+    const HostTensor &w = host(prefix + ".weight"), &b = host(prefix + ".bias");
+    const int64_t V = w.shape()[0], K = w.shape()[1], padded = (V + 7) / 8 * 8;
+    HostTensor wp(DType::kF32, {padded, K}), bp(DType::kF32, {padded});
+    std::copy_n(w.data<float>(), V * K, wp.data<float>());
+    std::copy_n(b.data<float>(), V, bp.data<float>());
+    return {tensor(wp), tensor(bp)};
   }
 
   // Row-wise concatenation of several linears (fused Q/K/V projections).
@@ -106,7 +129,8 @@ class Packer {
 struct AsrModel::Encoder {
   struct Layer {
     LayerNormWeights norm_ff_macaron, norm_mha, norm_conv, norm_ff, norm_final, conv_norm;
-    LinearWeights ff_macaron_w1, ff_macaron_w2, qkv, att_out, pos, pw1, pw2, ff_w1, ff_w2;
+    LinearWeights ff_macaron_w1, ff_macaron_w2, qkv, att_out, pw1, pw2, ff_w1, ff_w2;
+    Tensor pos_proj;  // linear_pos applied to every row of the position table, once at load
     Tensor pos_bias_u, pos_bias_v, dw_w, dw_b, causal_pad;
   };
   std::vector<LinearWeights> convs;  // subsampling Conv2d layers (weights [O, C, 3, 3] kept 4-D)
@@ -121,8 +145,9 @@ struct AsrModel::Encoder {
 struct AsrModel::Decoder {
   struct Layer {
     LayerNormWeights norm1, norm2, norm3;
-    LinearWeights self_qkv, self_out, src_q, src_kv, src_out, ff_w1, ff_w2;
+    LinearWeights self_qkv, self_out, src_q, src_out, ff_w1, ff_w2;
   };
+  LinearWeights src_kv;  // every layer's memory K and V projections in one: [layers * 2d, d]
   Tensor embed, pe;
   int pe_rows = 0;
   LayerNormWeights after_norm;
@@ -192,7 +217,11 @@ AsrModel::AsrModel(const ModelDir& model, Backend& backend)
       }
     }
     if (ec.pos_enc == PosEncType::kRelPos) {
-      l.pos = p.linear(a + "linear_pos", 1.f, /*bias=*/false);
+      // The position projection depends on weights only: computed here for all positions, the
+      // attention reads its first T rows.
+      const LinearWeights pos = p.linear(a + "linear_pos", 1.f, /*bias=*/false);
+      l.pos_proj = p.tensor(HostTensor(DType::kF32, {e.pe_rows, d}));
+      backend.linear(e.pe, pos, Activation::kNone, nullptr, l.pos_proj);
       l.pos_bias_u = p.tensor(p.host(a + "pos_bias_u"));
       l.pos_bias_v = p.tensor(p.host(a + "pos_bias_v"));
     }
@@ -232,7 +261,7 @@ AsrModel::AsrModel(const ModelDir& model, Backend& backend)
     e.layers.push_back(std::move(l));
   }
 
-  ctc_ = p.linear("ctc.ctc_lo");
+  ctc_ = p.vocab_linear("ctc.ctc_lo");
   const DecoderConfig& dc = config_.decoder;
   if (dc.type == DecoderType::kBiTransformer) {
     decoder_ = std::make_unique<Decoder>();
@@ -252,7 +281,14 @@ void pack_decoder(Packer& p, const std::string& prefix, int num_blocks, int d, A
   dec->pe = p.positions(prefix + "embed.1.pe", d);
   dec->pe_rows = int(dec->pe.dim(0));
   dec->after_norm = p.norm(prefix + "after_norm");
-  dec->output_layer = p.linear(prefix + "output_layer");
+  dec->output_layer = p.vocab_linear(prefix + "output_layer");
+  std::vector<std::string> kv;
+  for (int i = 0; i < num_blocks; ++i) {
+    const std::string L = prefix + "decoders." + std::to_string(i) + ".src_attn.linear_";
+    kv.push_back(L + "k");
+    kv.push_back(L + "v");
+  }
+  dec->src_kv = p.fused(kv);
   for (int i = 0; i < num_blocks; ++i) {
     const std::string L = prefix + "decoders." + std::to_string(i) + ".";
     AsrModel::Decoder::Layer l;
@@ -262,7 +298,6 @@ void pack_decoder(Packer& p, const std::string& prefix, int num_blocks, int d, A
     l.self_qkv = p.fused({L + "self_attn.linear_q", L + "self_attn.linear_k", L + "self_attn.linear_v"});
     l.self_out = p.linear(L + "self_attn.linear_out");
     l.src_q = p.linear(L + "src_attn.linear_q");
-    l.src_kv = p.fused({L + "src_attn.linear_k", L + "src_attn.linear_v"});
     l.src_out = p.linear(L + "src_attn.linear_out");
     l.ff_w1 = p.linear(L + "feed_forward.w_1");
     l.ff_w2 = p.linear(L + "feed_forward.w_2");
@@ -291,6 +326,15 @@ int AsrModel::subsampled_length(int frames) const {
 }
 
 EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const int* lens) {
+  Tensor x = backend_.alloc({batch, frames, config_.encoder.input_dim}, DType::kF32);
+  backend_.copy_in(feats, x);
+  return encode(x, lens);
+}
+
+EncoderOutput AsrModel::encode(const Tensor& x_in, const int* lens) {
+  WENET_CHECK(x_in.rank == 3 && x_in.dtype == DType::kF32 && x_in.cols() == config_.encoder.input_dim,
+              "encode: expected float32 features [B, T, {}]", config_.encoder.input_dim);
+  const int batch = int(x_in.dim(0)), frames = int(x_in.dim(1));
   const EncoderConfig& ec = config_.encoder;
   const Encoder& e = *encoder_;
   const int d = ec.output_size, F = ec.input_dim;
@@ -309,14 +353,12 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
     r.host_lens[size_t(b)] = subsampled_length(lens[b]);
   }
 
-  Tensor x_in = be.alloc({batch, frames, F}, DType::kF32);
-  be.copy_in(feats, x_in);
   r.lens = be.alloc({batch}, DType::kI32);
   be.copy_in(r.host_lens.data(), r.lens);
   const int T = r.frames;
   r.out = be.alloc({batch, T, d}, dt);
 
-  const std::string key = "enc/" + std::to_string(batch) + "x" + std::to_string(frames);
+  const std::string key = graph_key("enc", {batch, frames}, {&x_in, &r.lens, &r.out});
   be.run_cached(key, [&] {
     // Subsampling: CMVN, Conv2d+ReLU stack over [B, 1, T, F], then frames flattened and projected.
     Tensor x = be.alloc({batch, 1, frames, F}, dt);
@@ -337,22 +379,16 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
     be.scale_add_pos(h, std::sqrt(float(d)), rel ? nullptr : &pe, r.out);
 
     Tensor xs = r.out;
-    Tensor ln = be.alloc({batch, T, d}, dt);
     Tensor qkv = be.alloc({batch, T, 3 * d}, dt);
     Tensor ctx = be.alloc({batch, T, d}, dt);
     Tensor ff = be.alloc({batch, T, ec.linear_units}, dt);
-    Tensor pos = be.alloc({T, d}, dt);
     Tensor conv_in = be.alloc({batch, T, 2 * d}, dt);
-    Tensor pe_t = Tensor(pe).view({e.pe_rows, d});
-    pe_t.dims[0] = T;  // first T positions
     for (const Encoder::Layer& l : e.layers) {
       if (l.ff_macaron_w1.w.data) {
-        be.layer_norm(xs, l.norm_ff_macaron, ln);
-        be.linear(ln, l.ff_macaron_w1, ec.activation, nullptr, ff);
+        be.norm_linear(xs, l.norm_ff_macaron, l.ff_macaron_w1, ec.activation, ff);
         be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs, xs);
       }
-      be.layer_norm(xs, l.norm_mha, ln);
-      be.linear(ln, l.qkv, Activation::kNone, nullptr, qkv);
+      be.norm_linear(xs, l.norm_mha, l.qkv, Activation::kNone, qkv);
       AttentionArgs a;
       a.q = qkv.col_slice(0, d);
       a.k = qkv.col_slice(d, d);
@@ -361,8 +397,7 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
       a.heads = ec.attention_heads;
       a.out = ctx;
       if (rel) {
-        be.linear(pe_t, l.pos, Activation::kNone, nullptr, pos);
-        a.pos = pos;
+        a.pos = l.pos_proj;
         a.pos_bias_u = l.pos_bias_u;
         a.pos_bias_v = l.pos_bias_v;
       }
@@ -370,14 +405,12 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
       be.linear(ctx, l.att_out, Activation::kNone, &xs, xs);
       if (l.pw1.w.data) {
         // WeNet zeroes the conv module's input at padded frames, then convolves every frame.
-        be.layer_norm(xs, l.norm_conv, ln, &r.lens);
-        be.linear(ln, l.pw1, Activation::kNone, nullptr, conv_in);
+        be.norm_linear(xs, l.norm_conv, l.pw1, Activation::kNone, conv_in, &r.lens);
         ConvModuleArgs c{conv_in, r.lens, l.dw_w, l.dw_b, l.conv_norm, ctx, ec.causal, l.causal_pad};
         be.conv_module(c, ec.activation);
         be.linear(ctx, l.pw2, Activation::kNone, &xs, xs);
       }
-      be.layer_norm(xs, l.norm_ff, ln);
-      be.linear(ln, l.ff_w1, ec.activation, nullptr, ff);
+      be.norm_linear(xs, l.norm_ff, l.ff_w1, ec.activation, ff);
       be.linear(ff, l.ff_w2, Activation::kNone, &xs, xs);
       if (l.norm_final.gamma.data) be.layer_norm(xs, l.norm_final, xs);
     }
@@ -388,17 +421,29 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
 
 Tensor AsrModel::ctc_log_probs(const EncoderOutput& enc) {
   const int V = config_.vocab_size;
-  Tensor logits = backend_.alloc({enc.batch, enc.frames, V}, backend_.act_dtype());
+  Tensor logits = backend_.alloc({enc.batch, enc.frames, ctc_.w.dim(0)}, backend_.act_dtype());
   Tensor out = backend_.alloc({enc.batch, enc.frames, V}, DType::kF32);
-  backend_.run_cached("ctc/" + std::to_string(enc.batch) + "x" + std::to_string(enc.frames), [&] {
+  backend_.run_cached(graph_key("ctc", {enc.batch, enc.frames}, {&enc.out, &logits, &out}), [&] {
     backend_.linear(enc.out, ctc_, Activation::kNone, nullptr, logits);
-    backend_.log_softmax(logits, out);
+    backend_.log_softmax(logits.col_slice(0, V), out);
   });
   return out;
 }
 
 Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int* hyps_lens, int num_hyps,
                         int hyp_len, bool right_to_left) {
+  WENET_CHECK(num_hyps > 0 && hyp_len > 0, "{} hypotheses of length {}", num_hyps, hyp_len);
+  Tensor ids = backend_.alloc({num_hyps, hyp_len}, DType::kI32);
+  backend_.copy_in(hyps_in, ids);
+  Tensor lens = backend_.alloc({num_hyps}, DType::kI32);
+  backend_.copy_in(hyps_lens, lens);
+  return decode(enc, ids, lens, right_to_left);
+}
+
+Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) {
+  WENET_CHECK(ids.rank == 2 && ids.dtype == DType::kI32 && lens.dtype == DType::kI32 && lens.numel() == ids.dim(0),
+              "decode: expected int32 hypotheses [N, L] and lengths [N]");
+  const int num_hyps = int(ids.dim(0)), hyp_len = int(ids.dim(1));
   const Decoder* dec = right_to_left ? right_decoder_.get() : decoder_.get();
   WENET_CHECK(dec, "this model has no right-to-left decoder");
   WENET_CHECK(num_hyps > 0 && num_hyps % enc.batch == 0, "{} hypotheses for a batch of {}", num_hyps, enc.batch);
@@ -409,26 +454,23 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int*
   const int N = num_hyps / B, M = num_hyps;
   const DecoderConfig& dc = config_.decoder;
 
-  Tensor ids = be.alloc({M, hyp_len}, DType::kI32);
-  be.copy_in(hyps_in, ids);
-  Tensor lens = be.alloc({M}, DType::kI32);
-  be.copy_in(hyps_lens, lens);
   Tensor out = be.alloc({M, hyp_len, V}, DType::kF32);
 
-  const std::string key = std::string(right_to_left ? "r2l/" : "dec/") + std::to_string(B) + "x" +
-                          std::to_string(T) + "x" + std::to_string(N) + "x" + std::to_string(hyp_len);
+  const std::string key =
+      graph_key(right_to_left ? "r2l" : "dec", {B, T, N, hyp_len}, {&enc.out, &enc.lens, &ids, &lens, &out});
   be.run_cached(key, [&] {
     Tensor x = be.alloc({M, hyp_len, d}, dt);
     Tensor pe = dec->pe.view({dec->pe_rows, d});
     be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x);
-    Tensor ln = be.alloc({M, hyp_len, d}, dt);
     Tensor qkv = be.alloc({M, hyp_len, 3 * d}, dt);
     Tensor ctx = be.alloc({M, hyp_len, d}, dt);
-    Tensor kv = be.alloc({B, T, 2 * d}, dt);  // memory K/V: once per utterance, shared by its hyps
+    // Memory K/V of every layer in one GEMM: once per utterance, shared by its hypotheses.
+    Tensor kv = be.alloc({B, T, dec->src_kv.w.dim(0)}, dt);
+    be.linear(enc.out, dec->src_kv, Activation::kNone, nullptr, kv);
+    int64_t kv_col = 0;
     Tensor ff = be.alloc({M, hyp_len, dc.linear_units}, dt);
     for (const Decoder::Layer& l : dec->layers) {
-      be.layer_norm(x, l.norm1, ln);
-      be.linear(ln, l.self_qkv, Activation::kNone, nullptr, qkv);
+      be.norm_linear(x, l.norm1, l.self_qkv, Activation::kNone, qkv);
       AttentionArgs sa;
       sa.q = qkv.col_slice(0, d);
       sa.k = qkv.col_slice(d, d);
@@ -440,14 +482,13 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int*
       be.attention(sa);
       be.linear(ctx, l.self_out, Activation::kNone, &x, x);
 
-      be.layer_norm(x, l.norm2, ln);
-      be.linear(ln, l.src_q, Activation::kNone, nullptr, ctx);
-      be.linear(enc.out, l.src_kv, Activation::kNone, nullptr, kv);
+      be.norm_linear(x, l.norm2, l.src_q, Activation::kNone, ctx);
       Tensor q = qkv.col_slice(0, d);
       AttentionArgs ca;
       ca.q = ctx;
-      ca.k = kv.col_slice(0, d);
-      ca.v = kv.col_slice(d, d);
+      ca.k = kv.col_slice(kv_col, d);
+      ca.v = kv.col_slice(kv_col + d, d);
+      kv_col += 2 * d;
       ca.key_lens = enc.lens;
       ca.heads = dc.attention_heads;
       ca.queries_per_kv = N;
@@ -455,14 +496,12 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int*
       be.attention(ca);
       be.linear(q, l.src_out, Activation::kNone, &x, x);
 
-      be.layer_norm(x, l.norm3, ln);
-      be.linear(ln, l.ff_w1, dc.activation, nullptr, ff);
+      be.norm_linear(x, l.norm3, l.ff_w1, dc.activation, ff);
       be.linear(ff, l.ff_w2, Activation::kNone, &x, x);
     }
-    be.layer_norm(x, dec->after_norm, ln);
-    Tensor logits = be.alloc({M, hyp_len, V}, dt);
-    be.linear(ln, dec->output_layer, Activation::kNone, nullptr, logits);
-    be.log_softmax(logits, out);
+    Tensor logits = be.alloc({M, hyp_len, dec->output_layer.w.dim(0)}, dt);
+    be.norm_linear(x, dec->after_norm, dec->output_layer, Activation::kNone, logits);
+    be.log_softmax(logits.col_slice(0, V), out);
   });
   return out;
 }

@@ -209,6 +209,47 @@ TEST_P(CudaOps, LayerNorm) {
   }
 }
 
+// The fused LayerNorm + GEMM kernel (float16, up to 64 rows, K 256 or 512) and the unfused path
+// it leaves the rest to (float32, other K, more rows) against CPU layer_norm + linear.
+TEST_P(CudaOps, NormLinear) {
+  struct Case {
+    int64_t B, T, K, N;
+    Activation act;
+    bool bias, zero_lens, strided;
+  };
+  for (const Case& c : {Case{1, 3, 256, 2048, Activation::kSwish, true, false, false},
+                        Case{4, 16, 256, 768, Activation::kNone, true, false, false},
+                        Case{1, 50, 256, 4233, Activation::kNone, true, false, false},
+                        Case{2, 30, 512, 100, Activation::kRelu, false, false, false},
+                        Case{3, 21, 256, 520, Activation::kNone, true, true, false},
+                        Case{2, 19, 256, 264, Activation::kSwish, true, true, true},
+                        Case{3, 43, 144, 4233, Activation::kNone, true, false, false},
+                        Case{2, 9, 40, 48, Activation::kNone, true, true, false},
+                        Case{1, 7, 1024, 64, Activation::kRelu, true, false, false},
+                        Case{3, 37, 256, 512, Activation::kSwish, true, true, false},
+                        Case{1, 5000, 256, 72, Activation::kNone, true, false, false}}) {
+    const std::string what = "norm_linear B" + std::to_string(c.B) + " T" + std::to_string(c.T) + " K" +
+                             std::to_string(c.K) + " N" + std::to_string(c.N) + (c.zero_lens ? " zero_lens" : "") +
+                             (c.strided ? " strided x" : "");
+    Pair g = weight(random({c.K}, 0.5f, 1.5f)), beta = weight({c.K}, 0.5f);
+    Pair w = weight({c.N, c.K}, 1.f / std::sqrt(float(c.K)));
+    LayerNormWeights nc{g.c, beta.c}, ng{g.g, beta.g};
+    LinearWeights wc{w.c, {}}, wg{w.g, {}};
+    if (c.bias) {
+      Pair b = weight({c.N}, 0.5f);
+      wc.b = b.c;
+      wg.b = b.g;
+    }
+    Pair wide = act(random({c.B, c.T, c.strided ? 3 * c.K : c.K}, -2.f, 3.f));
+    Pair x = c.strided ? wide.col_slice(c.K, c.K) : wide;
+    Pair l = lens({int32_t(c.T), int32_t(c.T / 3), 0});
+    Pair y = empty({c.B, c.T, c.N});
+    cpu_->norm_linear(x.c, nc, wc, c.act, y.c, c.zero_lens ? &l.c : nullptr);
+    gpu_->norm_linear(x.g, ng, wg, c.act, y.g, c.zero_lens ? &l.g : nullptr);
+    expect_close(y, what);
+  }
+}
+
 TEST_P(CudaOps, Cmvn) {
   const int64_t B = 2, T = 23, F = 80;
   HostTensor feats = random({B, T, F}, 0.f, 20.f), mean = random({F}, 5.f, 10.f), istd = random({F}, 0.1f, 1.f);

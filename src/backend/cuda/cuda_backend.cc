@@ -5,7 +5,8 @@
 //
 // A backend object is used by one thread at a time (its stream, arena and caches are not locked).
 // Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
-// chunks outside graph capture), WENET_RT_CUDA_SYNC=1 (synchronize and check after every op
+// chunks outside graph capture), WENET_RT_NORM_GEMM_MAX_ROWS (largest row count for the fused
+// LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and check after every op
 // outside capture: for locating a failing kernel).
 #include <cuda_runtime_api.h>
 
@@ -29,14 +30,15 @@ namespace {
 namespace ck = cuda_kernels;
 
 constexpr size_t kDefaultArenaMiB = 256;
+constexpr size_t kDefaultNormGemmMaxRows = 64;
 constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
 
-size_t env_mib(const char* name, size_t fallback) {
+size_t env_count(const char* name, size_t fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
   char* end = nullptr;
   const unsigned long long n = std::strtoull(v, &end, 10);
-  WENET_CHECK(end && *end == '\0' && n > 0, "environment variable {}: expected a positive number of MiB, got '{}'",
+  WENET_CHECK(end && *end == '\0' && v[0] != '-', "environment variable {}: expected a non-negative integer, got '{}'",
               name, v);
   return size_t(n);
 }
@@ -101,7 +103,9 @@ class CudaBackend final : public Backend {
       own_stream_ = true;
     }
     try {
-      arena_ = std::make_unique<DeviceArena>(env_mib("WENET_RT_CUDA_ARENA_MB", kDefaultArenaMiB) << 20);
+      const size_t arena_mib = env_count("WENET_RT_CUDA_ARENA_MB", kDefaultArenaMiB);
+      WENET_CHECK(arena_mib > 0, "environment variable WENET_RT_CUDA_ARENA_MB: expected a positive number of MiB");
+      arena_ = std::make_unique<DeviceArena>(arena_mib << 20);
       gemm_workspace_ = DeviceBuffer(kGemmWorkspaceBytes);
       gemm_ = std::make_unique<CublasLtGemm>(dtype_, gemm_workspace_.ptr, gemm_workspace_.bytes);
       WENET_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_flag_), 4 * sizeof(int32_t), cudaHostAllocMapped));
@@ -111,6 +115,7 @@ class CudaBackend final : public Backend {
       release();
       throw;
     }
+    norm_gemm_max_rows_ = int64_t(env_count("WENET_RT_NORM_GEMM_MAX_ROWS", kDefaultNormGemmMaxRows));
     const char* sync = std::getenv("WENET_RT_CUDA_SYNC");
     debug_sync_ = sync && *sync && std::strcmp(sync, "0") != 0;
   }
@@ -216,6 +221,21 @@ class CudaBackend final : public Backend {
     check_device_errors();
   }
 
+  double time_ms(const std::function<void()>& fn) override {
+    ensure_device();
+    if (!timer_start_) {
+      WENET_CUDA_CHECK(cudaEventCreate(&timer_start_));
+      WENET_CUDA_CHECK(cudaEventCreate(&timer_end_));
+    }
+    WENET_CUDA_CHECK(cudaEventRecord(timer_start_, stream_));
+    fn();
+    WENET_CUDA_CHECK(cudaEventRecord(timer_end_, stream_));
+    synchronize();
+    float ms = 0;
+    WENET_CUDA_CHECK(cudaEventElapsedTime(&ms, timer_start_, timer_end_));
+    return ms;
+  }
+
   void set_profiling(bool on) override {
     if (on == profiling_) return;
     synchronize();
@@ -315,39 +335,19 @@ class CudaBackend final : public Backend {
         WENET_CHECK(residual->row_stride() == y.row_stride(), "linear: residual aliases y with another row stride");
       }
     }
-    // cuBLASLt's fast sm90 kernels need 16-byte aligned output rows and a row length N that is a
-    // multiple of 16 bytes; a vocabulary-sized N (4233) falls back to slow legacy kernels. Large
-    // such outputs are computed with zero-padded weights into aligned scratch, then copied.
-    const int64_t align_elems = int64_t(16 / es);
-    const bool y_aligned = reinterpret_cast<uintptr_t>(y.data) % 16 == 0 && y.row_stride() % align_elems == 0;
-    Tensor out = y;
-    const void* weight = w.w.data;
-    const void* bias = w.b.data;
-    int64_t n_out = N;
-    if ((!y_aligned || N % align_elems != 0) && !residual && M * N >= (int64_t(1) << 16)) {
-      if (N % align_elems != 0) {
-        if (const PaddedLinear* padded = padded_weights(w, round_up(N, align_elems))) {
-          weight = padded->w.ptr;
-          bias = w.b.data ? padded->b.ptr : nullptr;
-          n_out = round_up(N, align_elems);
-        }
-      }
-      out.ld = round_up(n_out, align_elems);
-      out.data = arena_->alloc(size_t(M * out.ld) * es, !capturing_);
-    }
     // Row-major y = x W^T is column-major y^T = W x^T: A = W (stored K x N, transposed), B = x^T.
     GemmArgs g;
     g.trans_a = true;
-    g.m = n_out;
+    g.m = N;
     g.n = M;
     g.k = K;
-    g.a = weight;
-    g.lda = weight == w.w.data ? w.w.row_stride() : K;
+    g.a = w.w.data;
+    g.lda = w.w.row_stride();
     g.b = x.data;
     g.ldb = x.row_stride();
-    g.d = out.data;
-    g.ldd = out.row_stride();
-    g.bias = bias;
+    g.d = y.data;
+    g.ldd = y.row_stride();
+    g.bias = w.b.data;
     g.relu = act == Activation::kRelu;
     g.beta = residual ? 1.f : 0.f;
     if (K == 0) fail("linear: K = 0");
@@ -355,12 +355,8 @@ class CudaBackend final : public Backend {
                 N, K, g.ldb, g.ldd);
     after_launch("linear");
     if (act == Activation::kSwish) {
-      ck::swish_inplace(out.data, out.row_stride(), M, N, f16(), stream_);
+      ck::swish_inplace(y.data, y.row_stride(), M, N, f16(), stream_);
       after_launch("linear (swish)");
-    }
-    if (out.data != y.data) {
-      ck::convert_copy_2d(out.data, out.row_stride(), f16(), y.data, y.row_stride(), f16(), M, N, stream_);
-      after_launch("linear (copy to unaligned y)");
     }
   }
 
@@ -379,6 +375,45 @@ class CudaBackend final : public Backend {
     ck::layer_norm_zero_padded_rows(x.data, x.row_stride(), y.data, y.row_stride(), w.gamma.data, w.beta.data, M, D,
                                     T, zero_lens ? zero_lens->ptr<int32_t>() : nullptr, f16(), stream_);
     after_launch("layer_norm");
+  }
+
+  void norm_linear(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w, Activation act, const Tensor& y,
+                   const Tensor* zero_lens) override {
+    const int64_t M = x.rows(), K = x.cols();
+    const auto aligned = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
+    // The fused kernel for few rows (launch-bound GEMMs, where the separate LayerNorm costs as much
+    // as the GEMM); more rows go to LayerNorm + cuBLASLt, which is faster there (bench).
+    const bool fusable = f16() && ck::layer_norm_gemm_supports(K) && M <= norm_gemm_max_rows_ && w.w.rank == 2 &&
+                         w.w.row_stride() == K && aligned(w.w.data, 16) && x.row_stride() % 8 == 0 &&
+                         aligned(x.data, 16) && aligned(n.gamma.data, 16) && aligned(n.beta.data, 16);
+    if (!fusable) return Backend::norm_linear(x, n, w, act, y, zero_lens);
+    begin_op("norm_linear");
+    const int64_t N = w.w.dim(0);
+    WENET_CHECK(w.w.dim(1) == K && y.rows() == M && y.cols() == N,
+                "norm_linear: expected x [{}, K], W [N, K], y [{}, N] with K = {}, N = {}; got W [{}, {}], y [{}, {}]",
+                M, M, K, N, w.w.dim(0), w.w.dim(1), y.rows(), y.cols());
+    WENET_CHECK(n.gamma.numel() == K && n.beta.numel() == K, "norm_linear: norm weights of {} / {}, expected {}",
+                n.gamma.numel(), n.beta.numel(), K);
+    for (const Tensor* t : {&x, &y, &w.w, &n.gamma, &n.beta}) expect_act(*t, "norm_linear", "operand");
+    if (w.b.data) expect_act(w.b, "norm_linear", "bias");
+    if (zero_lens) WENET_CHECK(zero_lens->dtype == DType::kI32, "norm_linear: lengths must be int32");
+    ck::LayerNormGemmParams p{};
+    p.x = x.data;
+    p.ldx = x.row_stride();
+    p.gamma = n.gamma.data;
+    p.beta = n.beta.data;
+    p.zero_lens = zero_lens ? zero_lens->ptr<int32_t>() : nullptr;
+    p.T = x.rank >= 3 ? x.dim(-2) : M;
+    p.w = w.w.data;
+    p.bias = w.b.data;
+    p.y = y.data;
+    p.ldy = y.row_stride();
+    p.M = M;
+    p.N = N;
+    p.K = int(K);
+    p.act = to_kernel_act(act);
+    ck::layer_norm_gemm_f16(p, stream_);
+    after_launch("norm_linear");
   }
 
   void cmvn(const Tensor& x, const Tensor& mean, const Tensor& istd, const Tensor& y) override {
@@ -532,37 +567,11 @@ class CudaBackend final : public Backend {
     staging_ = DeviceBuffer(std::max(bytes, size_t(1) << 20));
   }
 
-  // Linear weights with rows (and bias) zero-padded to n_pad, made once per uploaded weight tensor
-  // (nullptr for weights not uploaded through this backend: their memory may be reused).
-  struct PaddedLinear {
-    DeviceBuffer w, b;
-  };
-  const PaddedLinear* padded_weights(const LinearWeights& lw, int64_t n_pad) {
-    if (auto it = padded_.find(lw.w.data); it != padded_.end()) return &it->second;
-    const auto uploaded = [&](const void* p) {
-      for (const DeviceBuffer& b : weights_)
-        if (p >= b.ptr && p < static_cast<const std::byte*>(b.ptr) + b.bytes) return true;
-      return false;
-    };
-    if (capturing_ || !uploaded(lw.w.data) || (lw.b.data && !uploaded(lw.b.data)) ||
-        lw.w.row_stride() != lw.w.cols())
-      return nullptr;
-    const size_t es = dtype_size(dtype_);
-    const int64_t N = lw.w.dim(0), K = lw.w.cols();
-    PaddedLinear p{DeviceBuffer(size_t(n_pad * K) * es), DeviceBuffer(size_t(n_pad) * es)};
-    WENET_CUDA_CHECK(cudaMemsetAsync(p.w.ptr, 0, p.w.bytes, stream_));
-    WENET_CUDA_CHECK(cudaMemsetAsync(p.b.ptr, 0, p.b.bytes, stream_));
-    WENET_CUDA_CHECK(cudaMemcpyAsync(p.w.ptr, lw.w.data, size_t(N * K) * es, cudaMemcpyDeviceToDevice, stream_));
-    if (lw.b.data)
-      WENET_CUDA_CHECK(cudaMemcpyAsync(p.b.ptr, lw.b.data, size_t(N) * es, cudaMemcpyDeviceToDevice, stream_));
-    return &padded_.emplace(lw.w.data, std::move(p)).first->second;
-  }
-
   void release() {
     if (stream_) cudaStreamSynchronize(stream_);
     clear_profile();
+    if (timer_start_) cudaEventDestroy(timer_start_), cudaEventDestroy(timer_end_);
     graphs_cache_.clear();
-    padded_.clear();
     gemm_.reset();
     arena_.reset();
     if (error_flag_) cudaFreeHost(error_flag_);
@@ -575,18 +584,19 @@ class CudaBackend final : public Backend {
   DType dtype_;
   bool graphs_;
   bool debug_sync_ = false;
+  int64_t norm_gemm_max_rows_ = 0;
   bool capturing_ = false;
   bool profiling_ = false;
   std::vector<cudaEvent_t> events_;
   std::vector<ProfileMark> marks_;
   cudaEvent_t last_event_ = nullptr;
+  cudaEvent_t timer_start_ = nullptr, timer_end_ = nullptr;
   cudaStream_t stream_ = nullptr;
   bool own_stream_ = false;
   std::unique_ptr<DeviceArena> arena_;
   DeviceBuffer gemm_workspace_;
   std::unique_ptr<CublasLtGemm> gemm_;
   std::vector<DeviceBuffer> weights_;
-  std::unordered_map<const void*, PaddedLinear> padded_;  // keyed by the weight tensor's data
   DeviceBuffer staging_;
   int32_t* error_flag_ = nullptr;         // host view of the mapped error record {set, id, V}
   int32_t* error_flag_device_ = nullptr;  // device view

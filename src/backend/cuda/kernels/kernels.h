@@ -22,6 +22,23 @@ void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ld
                                  const void* beta, int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens,
                                  bool f16, cudaStream_t stream);
 
+// y = act(LayerNorm(x) W^T + b) in float16, in one kernel (layer_norm_gemm.cu), for few rows.
+// x [M, K], gamma, beta and W [N, K] (contiguous) 16-byte aligned, x's row stride a multiple of 8;
+// bias [N] or null; y [M, N]. Rows with (row % T) >= zero_lens[row / T] are normalized to zeros
+// (as layer_norm_zero_padded_rows). K must pass layer_norm_gemm_supports (256 or 512).
+bool layer_norm_gemm_supports(int64_t K);
+struct LayerNormGemmParams {
+  const void *x, *gamma, *beta, *w, *bias;
+  int64_t ldx;
+  const int32_t* zero_lens;
+  int64_t T;
+  void* y;
+  int64_t ldy, M, N;
+  int K;
+  Act act;
+};
+void layer_norm_gemm_f16(const LayerNormGemmParams& p, cudaStream_t stream);
+
 // y[m, f] = (x[m, f] - mean[f]) * istd[f]; x, mean, istd float32.
 void cmvn(const float* x, int64_t ldx, const float* mean, const float* istd, void* y, int64_t ldy, int64_t rows,
           int64_t cols, bool f16, cudaStream_t stream);
