@@ -4,14 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstring>
-#include <type_traits>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <type_traits>
 
 #include "backend/backend.h"
 #include "graph/asr_model.h"

@@ -6,11 +6,12 @@
 // A backend object is used by one thread at a time (its stream, arena and caches are not locked).
 // Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
 // chunks outside graph capture), WENET_RT_NORM_GEMM_MAX_ROWS (largest row count for the fused
-// LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and check after every op
-// outside capture: for locating a failing kernel).
+// LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and
+// check after every op outside capture: for locating a failing kernel).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -38,8 +39,8 @@ size_t env_count(const char* name, size_t fallback) {
   if (!v || !*v) return fallback;
   char* end = nullptr;
   const unsigned long long n = std::strtoull(v, &end, 10);
-  WENET_CHECK(end && *end == '\0' && v[0] != '-', "environment variable {}: expected a non-negative integer, got '{}'",
-              name, v);
+  WENET_CHECK(end && *end == '\0' && std::isdigit(static_cast<unsigned char>(v[0])),
+              "environment variable {}: expected a non-negative integer, got '{}'", name, v);
   return size_t(n);
 }
 
