@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -87,6 +88,32 @@ class Backend {
   virtual void copy_in(const void* host, const Tensor& dst) = 0;
   virtual void copy_out(const Tensor& src, void* host) = 0;  // synchronizes
   virtual void synchronize() {}  // waits for all queued work (timing)
+
+  // --- asynchronous use (a pipeline overlapping host work with queued device work) --------------
+  // Host memory the backend copies to and from without staging (page-locked on cuda), freed by
+  // the handle. Copies from or into other host memory are correct but may block.
+  using HostMemory = std::unique_ptr<void, void (*)(void*)>;
+  virtual HostMemory alloc_host(size_t bytes);
+  // Queues a copy of `src` (float32 or int32 tensors, contiguous) into `host` and returns at once
+  // where the backend is asynchronous; the data is there once a later fence() has passed.
+  virtual void copy_out_async(const Tensor& src, void* host) { copy_out(src, host); }
+  // A fence marks the end of the work queued so far; wait() blocks the host until it is done.
+  // elapsed_ms() is the device time between two passed fences (0 on backends without device time).
+  // Fences are cheap; at most kFenceRing of them may be outstanding at once.
+  static constexpr uint64_t kFenceRing = 1024;
+  virtual uint64_t fence() { return 0; }
+  virtual void wait(uint64_t fence) { (void)fence; }
+  virtual double elapsed_ms(uint64_t from, uint64_t to) {
+    (void)from, (void)to;
+    return 0;
+  }
+  // Native queue (cudaStream_t on cuda, else null), for components that enqueue their own work
+  // in the backend's order (the GPU fbank).
+  virtual void* native_stream() { return nullptr; }
+  // Device memory the backend holds (weights, scratch, caches), for reports; 0 on cpu.
+  virtual size_t device_bytes() const { return 0; }
+  // CUDA graphs captured so far (run_cached), for reports.
+  virtual size_t cached_graphs() const { return 0; }
   // Runs `body`; backends with CUDA graphs capture it once per key and replay it afterwards.
   // body must only launch ops on tensors whose addresses are the same for the same key.
   virtual void run_cached(const std::string& key, const std::function<void()>& body) { (void)key; body(); }
@@ -137,9 +164,38 @@ class Backend {
   virtual void conv_module(const ConvModuleArgs& a, Activation act) = 0;
   // Row-wise log-softmax (float32 output for any input dtype).
   virtual void log_softmax(const Tensor& x, const Tensor& y) = 0;
+  // CTC head for the prefix search: per row of x [M, V] (logits, act dtype, rows may be strided),
+  // the k best values of log_softmax(x) (top_logp f32 [M, k]) and their ids (top_ids i32 [M, k]),
+  // best first, equal values keeping the lower id first; and the log-prob of `blank`
+  // (blank_logp f32 [M]). The values are exactly what log_softmax() writes for those entries
+  // (same log-sum-exp), so a search over them equals a search over the full log_softmax output.
+  // Never writes an [M, V] tensor. 1 <= k <= V, 0 <= blank < V.
+  virtual void log_softmax_top_k(const Tensor& x, int blank, const Tensor& top_ids, const Tensor& top_logp,
+                                 const Tensor& blank_logp) = 0;
+  // Log-probs of chosen tokens: out[m] = log_softmax(x[m] W^T + b)[targets[m]], the softmax over the
+  // first `vocab` outputs (W may have padding rows beyond vocab, which are ignored). x [M, K] act dtype
+  // (rows may be strided), targets i32 [M] in [0, vocab) or -1 (then out[m] = 0), out f32 [M].
+  // Attention rescoring needs only these values: the [M, vocab] logits are never written out
+  // (CUDA FP16: one fused kernel, projection + online log-sum-exp + gather).
+  // Targets outside [-1, vocab) are an error on cpu; cuda, which cannot check them without a
+  // synchronization, writes NaN for them.
+  virtual void linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab,
+                                         const Tensor& targets, const Tensor& out) = 0;
 };
 
-std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+inline Backend::HostMemory Backend::alloc_host(size_t bytes) {
+  HostMemory m(std::malloc(bytes ? bytes : 1), std::free);
+  WENET_CHECK(m != nullptr, "out of host memory: {} bytes", bytes);
+  return m;
+}
+
+struct CpuBackendOptions {
+  int threads = 0;    // threads the ops run on, the caller's included; 0 = the cores this process may use
+  bool int8 = false;  // linear layers in INT8 (--precision int8): per-channel int8 weights, activations
+                      // quantized per row to uint8 at run time (ONNX Runtime's quantize_dynamic scheme)
+};
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts);
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);  // FP32
 #ifdef WENET_RT_HAVE_CUDA
 struct CudaBackendOptions {
   DType dtype = DType::kF16;

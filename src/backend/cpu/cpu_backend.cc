@@ -234,15 +234,100 @@ class CpuBackend final : public Backend {
     for (int64_t m = 0; m < M; ++m) {
       const float* in = x.ptr<float>() + m * x.row_stride();
       float* out = y.ptr<float>() + m * y.row_stride();
-      const float mx = *std::max_element(in, in + N);
-      double sum = 0;
-      for (int64_t n = 0; n < N; ++n) sum += std::exp(double(in[n] - mx));
-      const float lse = mx + float(std::log(sum));
+      const float lse = log_sum_exp(in, N);
       for (int64_t n = 0; n < N; ++n) out[n] = in[n] - lse;
     }
   }
 
+  void log_softmax_top_k(const Tensor& x, int blank, const Tensor& top_ids, const Tensor& top_logp,
+                         const Tensor& blank_logp) override {
+    const int64_t M = x.rows(), V = x.cols(), k = top_ids.cols();
+    WENET_CHECK(x.dtype == DType::kF32, "log_softmax_top_k: expected x float32, got {}", dtype_name(x.dtype));
+    WENET_CHECK(top_ids.dtype == DType::kI32, "log_softmax_top_k: expected top_ids int32, got {}",
+                dtype_name(top_ids.dtype));
+    WENET_CHECK(top_logp.dtype == DType::kF32 && blank_logp.dtype == DType::kF32,
+                "log_softmax_top_k: expected top_logp and blank_logp float32, got {} and {}",
+                dtype_name(top_logp.dtype), dtype_name(blank_logp.dtype));
+    WENET_CHECK(k >= 1 && k <= V, "log_softmax_top_k: expected k in [1, {}] (the row length), got {}", V, k);
+    WENET_CHECK(top_ids.rows() == M && top_logp.rows() == M && top_logp.cols() == k,
+                "log_softmax_top_k: expected top_ids and top_logp [{}, {}], got [{}, {}] and [{}, {}]", M, k,
+                top_ids.rows(), k, top_logp.rows(), top_logp.cols());
+    WENET_CHECK(blank_logp.numel() == M && (blank_logp.ld == 0 || blank_logp.ld == blank_logp.cols()),
+                "log_softmax_top_k: expected blank_logp [{}] (contiguous), got {} values", M, blank_logp.numel());
+    WENET_CHECK(blank >= 0 && blank < V, "log_softmax_top_k: expected blank in [0, {}), got {}", V, blank);
+    for (int64_t m = 0; m < M; ++m) {
+      const float* in = x.ptr<float>() + m * x.row_stride();
+      const float lse = log_sum_exp(in, V);
+      int32_t* ids = top_ids.ptr<int32_t>() + m * top_ids.row_stride();
+      float* vals = top_logp.ptr<float>() + m * top_logp.row_stride();
+      // The values log_softmax writes, selected as CtcPrefixBeamSearcher::select_top_k does:
+      // insertion into a sorted list, ties keeping the lower id first.
+      const auto insert = [&](int64_t n, int32_t v, float p) {
+        int64_t i = std::min(n, k - 1);
+        for (; i > 0 && p > vals[i - 1]; --i) vals[i] = vals[i - 1], ids[i] = ids[i - 1];
+        vals[i] = p;
+        ids[i] = v;
+      };
+      for (int64_t v = 0; v < k; ++v) insert(v, int32_t(v), in[v] - lse);
+      for (int64_t v = k; v < V; ++v)
+        if (const float p = in[v] - lse; p > vals[k - 1]) insert(k, int32_t(v), p);
+      blank_logp.ptr<float>()[m] = in[blank] - lse;
+    }
+  }
+
+  void linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
+                                 const Tensor& out) override {
+    const int64_t M = x.rows(), K = x.cols();
+    WENET_CHECK(x.dtype == DType::kF32 && w.w.dtype == DType::kF32 && (!w.b.data || w.b.dtype == DType::kF32),
+                "linear_log_softmax_gather: expected x, W and bias float32, got {}, {} and {}", dtype_name(x.dtype),
+                dtype_name(w.w.dtype), w.b.data ? dtype_name(w.b.dtype) : "none");
+    WENET_CHECK(w.w.rank == 2 && w.w.dim(1) == K && (w.w.ld == 0 || w.w.ld == K),
+                "linear_log_softmax_gather: expected W [N, {}] (contiguous), got [{}, {}]", K, w.w.dim(0),
+                w.w.rank > 1 ? w.w.dim(1) : 0);
+    const int64_t N = w.w.dim(0);
+    WENET_CHECK(vocab >= 1 && vocab <= N, "linear_log_softmax_gather: expected vocab in [1, {}] (W's rows), got {}", N,
+                vocab);
+    WENET_CHECK(!w.b.data || w.b.numel() == N, "linear_log_softmax_gather: expected bias [{}], got {} values", N,
+                w.b.numel());
+    WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == M && (targets.ld == 0 || targets.ld == targets.cols()),
+                "linear_log_softmax_gather: expected targets int32 [{}] (contiguous), got {} [{} values]", M,
+                dtype_name(targets.dtype), targets.numel());
+    WENET_CHECK(out.dtype == DType::kF32 && out.numel() == M && (out.ld == 0 || out.ld == out.cols()),
+                "linear_log_softmax_gather: expected out float32 [{}] (contiguous), got {} [{} values]", M,
+                dtype_name(out.dtype), out.numel());
+    const int32_t* tgt = targets.ptr<int32_t>();
+    for (int64_t m = 0; m < M; ++m)
+      WENET_CHECK(tgt[m] >= -1 && tgt[m] < vocab,
+                  "linear_log_softmax_gather: expected targets in [0, {}) or -1, got {} at row {}", vocab, tgt[m], m);
+    // linear() and log_softmax()'s log-sum-exp a chunk of rows at a time: the logits of all rows
+    // are never held at once.
+    constexpr int64_t kChunkRows = 256;
+    std::vector<float> logits(size_t(std::min(M, kChunkRows) * N));
+    for (int64_t m0 = 0; m0 < M; m0 += kChunkRows) {
+      const int64_t rows = std::min(kChunkRows, M - m0);
+      Tensor xc = x;
+      xc.data = x.ptr<float>() + m0 * x.row_stride();
+      xc.rank = 2;
+      xc.dims = {rows, K, 0, 0};
+      xc.ld = x.row_stride();
+      linear(xc, w, Activation::kNone, nullptr, make_view(logits.data(), {rows, N}, DType::kF32));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t t = tgt[m0 + r];
+        const float* row = logits.data() + r * N;
+        out.ptr<float>()[m0 + r] = t < 0 ? 0.f : row[t] - log_sum_exp(row, vocab);
+      }
+    }
+  }
+
  private:
+  // Row log-sum-exp as log_softmax computes it: max, then the sum of exp in double.
+  static float log_sum_exp(const float* in, int64_t n) {
+    const float mx = *std::max_element(in, in + n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += std::exp(double(in[i] - mx));
+    return mx + float(std::log(sum));
+  }
+
   // f(row pointer, row index, row bytes) for each row of a possibly strided tensor.
   template <typename F>
   static void for_each_row(const Tensor& t, F&& f) {

@@ -75,6 +75,39 @@ void swish_inplace(void* y, int64_t ldy, int64_t rows, int64_t cols, bool f16, c
 void log_softmax(const void* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols, bool f16,
                  cudaStream_t stream);
 
+// Per row of x [rows, cols]: the k best log-softmax values (vals [rows, k], row stride ld_vals)
+// and their ids (ids, ld_ids), best first, ties by lower id; blank_logp[row] = the blank's
+// log-prob. The same log-sum-exp as log_softmax, so the values equal its output bit for bit.
+// 1 <= k <= cols, 0 <= blank < cols (log_softmax_top_k.cu).
+void log_softmax_top_k(const void* x, int64_t ldx, int64_t rows, int64_t cols, int k, int blank, int32_t* ids,
+                       int64_t ld_ids, float* vals, int64_t ld_vals, float* blank_logp, bool f16,
+                       cudaStream_t stream);
+
+// out[m] = log_softmax(x[m] W^T + b)[targets[m]] over the first vocab outputs, in one float16
+// kernel that never writes the logits (linear_log_softmax_gather.cu). x [M, K] 16-byte aligned
+// with a row stride that is a multiple of 8; W [>= vocab, K] contiguous, 16-byte aligned; bias
+// [>= vocab] or null; targets [M] in [0, vocab) or -1 (out 0; others give NaN). K must pass
+// linear_log_softmax_gather_f16_supports (a multiple of 16 up to 256 that fits the device).
+struct LinearLogSoftmaxGatherParams {
+  const void* x;
+  int64_t ldx;
+  const void *w, *bias;
+  const int32_t* targets;
+  float* out;
+  int64_t M;
+  int K, vocab;
+};
+bool linear_log_softmax_gather_f16_supports(int64_t K);
+// Float32 scratch the kernel needs for these sizes on the current device (partial results when it
+// splits the vocabulary over blocks, for few rows); 0 if none. `scratch` holds at least that many.
+int64_t linear_log_softmax_gather_f16_scratch(int64_t M, int K, int vocab);
+void linear_log_softmax_gather_f16(const LinearLogSoftmaxGatherParams& p, float* scratch, cudaStream_t stream);
+// The rest of linear_log_softmax_gather once the logits are written (chunk by chunk): out[r] =
+// logits[r, targets[r]] - logsumexp(logits[r, :vocab]) with log_softmax's log-sum-exp; targets
+// as above.
+void log_softmax_gather_rows(const void* logits, int64_t ld, int64_t rows, int vocab, const int32_t* targets,
+                             float* out, bool f16, cudaStream_t stream);
+
 // One kernel for the whole attention: scores (+ rel-pos term), key-length / causal masks, online
 // softmax in FP32 over key tiles, probabilities x V. Never materializes the score matrix.
 struct AttentionParams {
