@@ -14,4 +14,5 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Sanitize -DWENET_RT_CUDA=OFF \
 cmake --build "$build" -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir "$build" -L cpu --output-on-failure -j"$(nproc)" "$@"
+# "long" tests (an hour of audio) take minutes here and prove nothing the sanitizers add to.
+ctest --test-dir "$build" -L cpu -LE long --output-on-failure -j"$(nproc)" "$@"

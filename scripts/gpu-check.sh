@@ -1,13 +1,45 @@
 #!/usr/bin/env bash
-# On the GPU machine: build with CUDA, run the GPU tests and the benchmark, keep the logs in $OUT
-# (default ./out). Bundled Debian packages (.device/, see ../shared/device/README.md) are used when present.
+# On a machine with an NVIDIA GPU: build, run the GPU tests, check the demo transcripts on CUDA and
+# run the end-to-end benchmarks (full-size random model and the demo model, each with the PyTorch
+# reference pipeline as a peer). Logs go to $OUT (default ./out). Steps: any of
+#   build tests transcripts e2e-full e2e-demo grid     (default: all but grid)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-out}; mkdir -p "$OUT"
-[ -f .device/unpack.sh ] && source .device/unpack.sh
-nvidia-smi -L | tee "$OUT/device.txt"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DWENET_RT_CUDA=ON > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
-ctest --test-dir build-gpu -L gpu --output-on-failure > "$OUT/ctest-gpu.log" 2>&1; echo "gpu tests: rc=$?"; tail -5 "$OUT/ctest-gpu.log"
-[ "${SKIP_BENCH:-0}" = 1 ] || ./build-gpu/wenet-rt bench ${BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.txt" 2> "$OUT/bench.err"
-[ "${SKIP_BENCH:-0}" = 1 ] || cat "$OUT/bench.txt"
+out=${OUT:-out}
+mkdir -p "$out"
+steps=${*:-build tests transcripts e2e-full e2e-demo}
+if [ -f .device/unpack.sh ]; then source .device/unpack.sh >/dev/null; fi
+log() { echo "== $* ($(date +%T))"; }
+for step in $steps; do
+  case $step in
+    build)
+      log build
+      cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >"$out/configure.log" 2>&1 &&
+        cmake --build build -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; } ;;
+    tests)
+      log gpu tests
+      ctest --test-dir build -L gpu --output-on-failure -j4 >"$out/gpu_tests.log" 2>&1
+      grep -E "tests passed|FAILED|Failed" "$out/gpu_tests.log" | head -20 ;;
+    transcripts)
+      log demo transcripts on cuda
+      for p in fp16 fp32; do
+        ./build/wenet-rt transcribe models/demo --device cuda --precision $p models/demo/examples/*.wav \
+          >"$out/demo_$p.txt" 2>"$out/demo_$p.err"
+        if diff <(sort "$out/demo_$p.txt") <(sort models/demo/examples/text) >/dev/null; then echo "$p: exact"; else
+          echo "$p: DIFFERENT"; diff <(sort "$out/demo_$p.txt") <(sort models/demo/examples/text); fi
+      done ;;
+    e2e-full)
+      log e2e full-size model
+      ./build/wenet-rt bench --e2e --peers --peer-seconds "${PEER_SECONDS:-60}" --json "$out/e2e_full.json" >"$out/e2e_full.log" 2>&1
+      cat "$out/e2e_full.log" | grep -v "^running" ;;
+    e2e-demo)
+      log e2e demo model
+      ./build/wenet-rt bench models/demo --e2e --peers --peer-seconds "${PEER_SECONDS:-60}" --json "$out/e2e_demo.json" >"$out/e2e_demo.log" 2>&1
+      cat "$out/e2e_demo.log" | grep -v "^running" ;;
+    grid)
+      log grid
+      ./build/wenet-rt bench --peers >"$out/grid.log" 2>&1
+      tail -30 "$out/grid.log" ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done

@@ -18,7 +18,6 @@
 #include "model/config.h"
 #include "model/model_dir.h"
 #include "model/random_model.h"
-#include "wenet_rt/recognizer.h"
 
 namespace wenet_rt {
 namespace {
@@ -205,36 +204,6 @@ void print_profile(Backend& be, const std::string& part, Point p, int layers, F&
 
 std::string fmt_ms(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
 
-int run_e2e(const BenchOptions& o) {
-  RecognizerConfig cfg;
-  cfg.device = o.device;
-  cfg.precision = o.precision;
-  cfg.batch_size = o.batch_size;
-  cfg.cuda_graphs = o.cuda_graphs;
-  WENET_CHECK(!o.model_dir.empty(), "--e2e needs a model directory");
-  Recognizer rec(o.model_dir, cfg);
-  // One pass to learn the durations, then repeat the files up to the requested total.
-  std::vector<std::pair<std::string, std::string>> files;
-  for (const auto& f : o.e2e) files.emplace_back(std::filesystem::path(f).stem().string(), f);
-  const auto first = rec.recognize_files(files);
-  double per_pass = 0;
-  for (const auto& r : first) {
-    WENET_CHECK(r.error.empty(), "--e2e: {}", r.error);
-    per_pass += r.duration_s;
-  }
-  std::vector<std::pair<std::string, std::string>> all;
-  for (int rep = 0; double(rep) * per_pass < o.e2e_seconds; ++rep)
-    for (const auto& f : files) all.emplace_back(f.first + "_" + std::to_string(rep), f.second);
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto results = rec.recognize_files(all);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  double audio = 0;
-  for (const auto& r : results) audio += r.duration_s;
-  fmt::print("e2e: {} utterances, {:.1f} s of audio in {:.3f} s: {:.0f}x real time (RTF {:.6f}) [{}]\n",
-             results.size(), audio, wall, audio / wall, wall / audio, cfg.describe());
-  return 0;
-}
-
 }  // namespace
 
 void add_bench_options(CLI::App& app, BenchOptions& o) {
@@ -251,13 +220,20 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_flag("--compile", o.compile, "peers: include torch.compile (slow to compile)");
   app.add_option("--peers-json", o.peers_json, "read the peers' results from this file instead");
   app.add_option("--json", o.json_out, "write all results as JSON here");
-  app.add_option("--e2e", o.e2e, "audio files: measure end-to-end transcription speed instead of the grid");
-  app.add_option("--e2e-seconds", o.e2e_seconds, "total audio for --e2e (files repeated)")->capture_default_str();
-  app.add_option("--batch-size", o.batch_size, "--e2e batch size")->capture_default_str();
+  app.add_flag("--e2e", o.e2e_mode, "measure end-to-end transcription speed (audio files in, text out) instead");
+  app.add_option("--files", o.e2e, "--e2e: audio files (default: 1-20 s pieces cut from the shipped examples)");
+  app.add_option("--e2e-seconds", o.e2e_seconds, "--e2e: seconds of generated pieces")->capture_default_str();
+  app.add_option("--token-rate", o.token_rate, "--e2e, random model: CTC tokens per second after raising the blank")
+      ->capture_default_str();
+  app.add_option("--peer-seconds", o.peer_seconds, "--e2e --peers: wall-time cap of the PyTorch pipeline")
+      ->capture_default_str();
+  app.add_option("--batch-size", o.batch_size, "--e2e: most utterances per batch")->capture_default_str();
+  app.add_option("--batch-frames", o.batch_frames, "--e2e: padded frames per batch (0: by device)")
+      ->capture_default_str();
 }
 
 int run_bench(const BenchOptions& o) {
-  if (!o.e2e.empty()) return run_e2e(o);
+  if (o.e2e_mode) return run_bench_e2e(o);
   const std::vector<Point> grid = parse_grid(o.grid);
   ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
                                        : load_model_dir(o.model_dir);

@@ -23,12 +23,18 @@ struct BenchOptions {
   bool compile = false;          // ... with torch.compile
   std::string peers_json;        // or read its output from here
   std::string json_out;
-  std::vector<std::string> e2e;  // audio files: end-to-end real-time factor instead of the grid
-  double e2e_seconds = 3600;     // total audio for --e2e (files repeated)
-  int batch_size = 64;           // --e2e batch size
+  // --e2e: transcription speed of the whole pipeline instead of the grid (tools/bench_e2e.cc).
+  bool e2e_mode = false;
+  std::vector<std::string> e2e;  // audio files; empty: pieces cut from the shipped examples
+  double e2e_seconds = 3600;     // total audio of the generated pieces
+  double token_rate = 5;         // random model: CTC tokens per second of speech after calibration
+  double peer_seconds = 120;     // wall-time cap of the PyTorch peer
+  int batch_size = 64;           // --e2e batching (RecognizerConfig)
+  int batch_frames = 0;
 };
 
 void add_bench_options(CLI::App& app, BenchOptions& opts);
 int run_bench(const BenchOptions& opts);
+int run_bench_e2e(const BenchOptions& opts);
 
 }  // namespace wenet_rt

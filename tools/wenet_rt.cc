@@ -73,8 +73,12 @@ int run_transcribe(const std::string& model_dir, const std::vector<std::string>&
       fmt::print(stderr, "error: {}: {}\n", r.key, r.error);
     }
     if (format == "json") {
-      nlohmann::json j = {{"key", r.key}, {"text", r.text}, {"tokens", r.tokens},
-                          {"score", r.score}, {"duration", r.duration_s}};
+      // word_pieces as WeNet's runtime reports them: start / end in ms from the file's start.
+      nlohmann::json pieces = nlohmann::json::array();
+      for (const auto& p : r.word_pieces) pieces.push_back({{"word", p.word}, {"start", p.start_ms}, {"end", p.end_ms}});
+      nlohmann::json j = {{"key", r.key},     {"text", r.text},           {"tokens", r.tokens},
+                          {"score", r.score}, {"duration", r.duration_s}, {"word_pieces", pieces}};
+      if (r.segments > 1) j["segments"] = r.segments;
       if (!r.error.empty()) j["error"] = r.error;
       out << j.dump() << '\n';
     } else if (r.error.empty()) {
@@ -117,7 +121,13 @@ int main(int argc, char** argv) {
   tr->add_option("--rescoring-weight", cfg.rescoring_weight, "rescoring: weight of the decoder score")
       ->capture_default_str();
   tr->add_option("--reverse-weight", cfg.reverse_weight, "rescoring: weight of the r2l decoder (default: train.yaml)");
-  tr->add_option("--batch-size", cfg.batch_size, "utterances per batch")->capture_default_str();
+  tr->add_option("--batch-size", cfg.batch_size, "most utterances per batch")->capture_default_str();
+  tr->add_option("--batch-frames", cfg.batch_frames,
+                 "most padded fbank frames per batch (batch x longest; 100 = 1 s); 0 = by device (cuda 48000, cpu 3000)")
+      ->capture_default_str();
+  tr->add_option("--max-segment-seconds", cfg.max_segment_seconds,
+                 "recordings longer than this are split at pauses and their results joined")
+      ->capture_default_str();
   tr->add_option("--device", cfg.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   tr->add_option("--precision", cfg.precision, "fp16 | fp32 (cuda)")
       ->check(CLI::IsMember({"fp16", "fp32"}))

@@ -7,6 +7,8 @@
 //     std::cout << r.key << ' ' << r.text << '\n';
 //
 // A Recognizer is not thread-safe: use one per thread (they may share nothing but the files).
+// It is a thin face over the offline engine (src/engine): reading, batching and the overlap of
+// GPU and CPU work happen there.
 // Errors (bad model directory, bad options) are thrown as wenet_rt::Error (a std::runtime_error);
 // per-file failures (unreadable or empty audio) are reported in RecognitionResult::error and the
 // rest of the batch goes on.
@@ -36,20 +38,39 @@ struct RecognizerConfig {
   float ctc_weight = 0.5f;
   float rescoring_weight = 1.0f;
   float reverse_weight = -1.0f;
-  int batch_size = 16;             // utterances per encoder batch (sorted by length)
-  int threads = 0;                 // CPU threads (BLAS, front end); 0 = all cores
-  bool cuda_graphs = true;
+  // Batches: utterances sorted by length, cut when a batch would hold more than batch_size of
+  // them or more than batch_frames padded feature frames (batch x longest; 100 frames = 1 s).
+  int batch_size = 64;
+  int batch_frames = 0;            // 0 = by device: cuda 48000, cpu 3000
+  // Recordings longer than this are cut into utterances at their pauses (and anything still
+  // longer at its quietest point), which are batched like any other utterance; their results
+  // are joined back into one, with timestamps relative to the recording.
+  double max_segment_seconds = 30.0;
+  int threads = 0;                 // CPU threads (BLAS, audio, front end, search); 0 = all cores
+  // Front end on the GPU (batched fbank + CMVN fed straight to the encoder) with device cuda;
+  // false computes fbank on CPU threads as the cpu device does.
+  bool gpu_frontend = true;
 
   void validate() const;           // throws wenet_rt::Error naming the bad field
   std::string describe() const;
+};
+
+// One token (char units) or word piece (BPE units) and where the CTC places it, in milliseconds
+// from the start of the recording: WeNet runtime's `word_pieces`.
+struct WordPiece {
+  std::string word;
+  int start_ms = 0;
+  int end_ms = 0;
 };
 
 struct RecognitionResult {
   std::string key;
   std::string text;
   std::vector<int> tokens;
-  double score = 0;         // the winning hypothesis' final score
+  std::vector<WordPiece> word_pieces;  // one per token, from the CTC peaks
+  double score = 0;         // the winning hypothesis' final score (summed over segments)
   double duration_s = 0;    // audio duration
+  int segments = 1;         // > 1 when a long recording was split at pauses
   std::string error;        // non-empty if this utterance failed; text is then empty
 };
 
@@ -72,10 +93,8 @@ class Recognizer {
   int sample_rate() const;
   std::string describe() const;  // model + configuration summary
 
-  struct Impl;
-
  private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<class OfflineEngine> engine_;
 };
 
 }  // namespace wenet_rt

@@ -33,15 +33,27 @@ void build_decoder_inputs(const std::vector<Hypothesis>& hyps, int sos, int eos,
   }
 }
 
-int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width, int vocab,
-                      int eos, const RescoreOptions& opts) {
+void build_decoder_targets(const std::vector<Hypothesis>& hyps, int eos, bool reverse, int width, int* targets) {
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    const std::vector<int>& tokens = hyps[i].tokens;
+    const int len = int(tokens.size());
+    WENET_CHECK(len + 1 <= width, "build_decoder_targets: hypothesis {} has {} tokens, expected at most width - 1 = {}",
+                i, len, width - 1);
+    int* row = targets + i * size_t(width);
+    for (int j = 0; j < len; ++j) row[j] = reverse ? tokens[size_t(len - 1 - j)] : tokens[size_t(j)];
+    row[len] = eos;
+    std::fill(row + len + 1, row + width, -1);
+  }
+}
+
+int attention_rescore_targets(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width,
+                              const RescoreOptions& opts) {
   opts.validate();
   WENET_CHECK(!hyps.empty(), "attention_rescore: expected at least one hypothesis, got none");
   WENET_CHECK(l2r != nullptr, "attention_rescore: the left-to-right decoder log-probs are null");
   const bool use_r2l = opts.reverse_weight > 0.f;
   WENET_CHECK(!use_r2l || r2l != nullptr, "attention_rescore: reverse_weight is {} but the right-to-left decoder "
               "log-probs are null", opts.reverse_weight);
-  WENET_CHECK(eos >= 0 && eos < vocab, "attention_rescore: expected eos in [0, {}), got {}", vocab, eos);
 
   // WeNet accumulates these scores in float32 (sums of decoder-output tensor elements) while its
   // weights are python doubles; mirror both so that near-ties resolve the same way.
@@ -51,24 +63,19 @@ int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const flo
   int best = 0;
   float best_total = -std::numeric_limits<float>::infinity();
   for (size_t i = 0; i < hyps.size(); ++i) {
-    const std::vector<int>& tokens = hyps[i].tokens;
-    const int len = int(tokens.size());
+    const int len = int(hyps[i].tokens.size());
     WENET_CHECK(len + 1 <= width, "attention_rescore: hypothesis {} has {} tokens, expected at most width - 1 = {}",
                 i, len, width - 1);
-    for (int w : tokens) {
-      WENET_CHECK(w >= 0 && w < vocab, "attention_rescore: hypothesis {} holds token {}, expected [0, {})", i, w, vocab);
-    }
     // Position j of the l2r output predicts tokens[j]; position len predicts <eos>.
-    const float* rows = l2r + i * size_t(width) * vocab;
+    const float* row = l2r + i * size_t(width);
     float score = 0.f;
-    for (int j = 0; j < len; ++j) score += rows[size_t(j) * vocab + tokens[j]];
-    score += rows[size_t(len) * vocab + eos];
+    for (int j = 0; j <= len; ++j) score += row[j];
     if (use_r2l) {
-      // The r2l input is <sos> + reversed tokens, so position j predicts tokens[len - 1 - j].
-      const float* r_rows = r2l + i * size_t(width) * vocab;
+      // WeNet sums the r2l scores in token order: tokens[j] sits at position len - 1 - j.
+      const float* r_row = r2l + i * size_t(width);
       float r_score = 0.f;
-      for (int j = 0; j < len; ++j) r_score += r_rows[size_t(len - 1 - j) * vocab + tokens[j]];
-      r_score += r_rows[size_t(len) * vocab + eos];
+      for (int j = len - 1; j >= 0; --j) r_score += r_row[j];
+      r_score += r_row[len];
       score = score * l2r_scale + r_score * r2l_scale;
     }
     hyps[i].rescore = score;
@@ -79,6 +86,30 @@ int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const flo
     }
   }
   return best;
+}
+
+int attention_rescore(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width, int vocab,
+                      int eos, const RescoreOptions& opts) {
+  WENET_CHECK(l2r != nullptr, "attention_rescore: the left-to-right decoder log-probs are null");
+  WENET_CHECK(opts.reverse_weight <= 0.f || r2l != nullptr, "attention_rescore: reverse_weight is {} but the "
+              "right-to-left decoder log-probs are null", opts.reverse_weight);
+  WENET_CHECK(eos >= 0 && eos < vocab, "attention_rescore: expected eos in [0, {}), got {}", vocab, eos);
+  // Gather each hypothesis' own targets out of the full log-probs, then score as above.
+  std::vector<int> targets(hyps.size() * size_t(width));
+  std::vector<float> l2r_t(targets.size(), 0.f), r2l_t;
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    for (int w : hyps[i].tokens)
+      WENET_CHECK(w >= 0 && w < vocab, "attention_rescore: hypothesis {} holds token {}, expected [0, {})", i, w, vocab);
+  }
+  auto gather = [&](const float* logp, bool reverse, std::vector<float>& out) {
+    build_decoder_targets(hyps, eos, reverse, width, targets.data());
+    out.assign(targets.size(), 0.f);
+    for (size_t r = 0; r < targets.size(); ++r)
+      if (targets[r] >= 0) out[r] = logp[r * size_t(vocab) + size_t(targets[r])];
+  };
+  gather(l2r, false, l2r_t);
+  if (opts.reverse_weight > 0.f) gather(r2l, true, r2l_t);
+  return attention_rescore_targets(hyps, l2r_t.data(), r2l_t.empty() ? nullptr : r2l_t.data(), width, opts);
 }
 
 }  // namespace wenet_rt

@@ -35,6 +35,18 @@ int decoder_input_width(const std::vector<Hypothesis>& hyps);
 void build_decoder_inputs(const std::vector<Hypothesis>& hyps, int sos, int eos, bool reverse, int width,
                           int* ids, int* lens = nullptr);
 
+// Fills `targets` ([hyps.size()][width]) with what the decoder output at each position is scored
+// on, for a decoder that returns only those log-probs (AsrModel::decode_scores): position j holds
+// tokens[j] (l2r) or tokens[len - 1 - j] (r2l, whose input is reversed) for j < len, <eos> at
+// j = len, and -1 (not scored) past it.
+void build_decoder_targets(const std::vector<Hypothesis>& hyps, int eos, bool reverse, int width, int* targets);
+
+// Scores every hypothesis from the log-probs of its own targets, `l2r` (and `r2l` when
+// reverse_weight > 0) [hyps.size()][width] as built above. Sums in the same order as the
+// full-vocabulary overload below, so both give identical scores. Returns the best index.
+int attention_rescore_targets(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width,
+                              const RescoreOptions& opts);
+
 // Scores every hypothesis from decoder log-probs `l2r` (and `r2l` when reverse_weight > 0; may be
 // null otherwise), both [hyps.size()][width][vocab] for the inputs built above. Fills
 // Hypothesis::rescore and ::total; returns the index of the best total (the first one on ties).

@@ -82,7 +82,10 @@ void check_plausible(const std::string& path, const SF_INFO& info) {
 
 }  // namespace
 
-Audio read_audio(const std::string& path, int target_rate) {
+namespace {
+
+// Opens `path` for reading with libsndfile after the checks every reader wants.
+SndfilePtr open_audio(const std::string& path, SF_INFO& info) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) fail("audio file '{}': no such file", path);
@@ -91,7 +94,7 @@ Audio read_audio(const std::string& path, int target_rate) {
     fail("audio file '{}': the file is empty (0 bytes)", path);
   }
 
-  SF_INFO info{};
+  info = SF_INFO{};
   SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
   if (!file) {
     fail("audio file '{}': cannot decode it as audio (libsndfile: {})", path, sf_strerror(nullptr));
@@ -102,7 +105,20 @@ Audio read_audio(const std::string& path, int target_rate) {
     check_wav_not_truncated(path);
   }
   if (info.frames == 0) fail("audio file '{}': contains no samples", path);
+  return file;
+}
 
+}  // namespace
+
+AudioInfo probe_audio(const std::string& path) {
+  SF_INFO info{};
+  open_audio(path, info);
+  return {static_cast<long long>(info.frames), info.samplerate};
+}
+
+Audio read_audio(const std::string& path, int target_rate) {
+  SF_INFO info{};
+  SndfilePtr file = open_audio(path, info);
   // Normalized floats: integer PCM becomes [-1, 1), float data is kept as stored.
   sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
   Audio audio;

@@ -29,6 +29,20 @@ inline constexpr long long kMaxSamples = (1LL << 31) - 1;  // the fbank takes an
 // unreadable, not audio, empty, truncated, or declares absurd sizes.
 Audio read_audio(const std::string& path, int target_rate);
 
+// What a file's header says, without decoding it: planning a batch by length before reading.
+struct AudioInfo {
+  long long frames = 0;  // samples per channel as declared (a claim: read_audio checks it)
+  int sample_rate = 0;
+  // Samples once resampled to `target_rate` (0: the file's rate).
+  long long samples_at(int target_rate) const {
+    return target_rate <= 0 || target_rate == sample_rate ? frames : frames * target_rate / sample_rate;
+  }
+};
+
+// Opens `path` and reads its header. Throws wenet_rt::Error naming the file as read_audio does for
+// missing, empty, non-audio or implausible files.
+AudioInfo probe_audio(const std::string& path);
+
 // Wraps samples already in memory (normalized floats), resampling like read_audio.
 Audio audio_from_samples(std::vector<float> samples, int sample_rate, int target_rate);
 

@@ -331,7 +331,31 @@ EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const 
   return encode(x, lens);
 }
 
-EncoderOutput AsrModel::encode(const Tensor& x_in, const int* lens) {
+EncoderOutput AsrModel::encode(const Tensor& x_in, const int* lens) { return encode_into(x_in, lens, nullptr, nullptr); }
+
+EncoderStore AsrModel::make_encoder_store(int max_batch, int64_t rows) {
+  WENET_CHECK(max_batch > 0 && rows > 0, "encoder store: expected a positive batch and row count, got {} and {}",
+              max_batch, rows);
+  EncoderStore s;
+  s.out = backend_.upload(HostTensor(DType::kF32, {rows, config_.encoder.output_size}), backend_.act_dtype());
+  s.lens = backend_.upload(HostTensor(DType::kI32, {max_batch}), DType::kI32);
+  s.rows = rows;
+  s.max_batch = max_batch;
+  return s;
+}
+
+EncoderOutput AsrModel::encode(const Tensor& feats, const int* lens, const EncoderStore& store) {
+  const int batch = int(feats.dim(0)), T = subsampled_length(int(feats.dim(1)));
+  WENET_CHECK(batch <= store.max_batch && int64_t(batch) * T <= store.rows,
+              "encode: a batch of {} x {} frames does not fit the store of {} utterances / {} frames", batch, T,
+              store.max_batch, store.rows);
+  Tensor out = store.out.view({store.rows * config_.encoder.output_size});
+  out = make_view(out.data, {batch, T, config_.encoder.output_size}, out.dtype);
+  Tensor out_lens = make_view(store.lens.data, {batch}, DType::kI32);
+  return encode_into(feats, lens, &out, &out_lens);
+}
+
+EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const Tensor* out, const Tensor* out_lens) {
   WENET_CHECK(x_in.rank == 3 && x_in.dtype == DType::kF32 && x_in.cols() == config_.encoder.input_dim,
               "encode: expected float32 features [B, T, {}]", config_.encoder.input_dim);
   const int batch = int(x_in.dim(0)), frames = int(x_in.dim(1));
@@ -353,10 +377,10 @@ EncoderOutput AsrModel::encode(const Tensor& x_in, const int* lens) {
     r.host_lens[size_t(b)] = subsampled_length(lens[b]);
   }
 
-  r.lens = be.alloc({batch}, DType::kI32);
+  r.lens = out_lens ? *out_lens : be.alloc({batch}, DType::kI32);
   be.copy_in(r.host_lens.data(), r.lens);
   const int T = r.frames;
-  r.out = be.alloc({batch, T, d}, dt);
+  r.out = out ? *out : be.alloc({batch, T, d}, dt);
 
   const std::string key = graph_key("enc", {batch, frames}, {&x_in, &r.lens, &r.out});
   be.run_cached(key, [&] {
@@ -430,6 +454,22 @@ Tensor AsrModel::ctc_log_probs(const EncoderOutput& enc) {
   return out;
 }
 
+CtcTopK AsrModel::ctc_top_k(const EncoderOutput& enc, int k) {
+  const int V = config_.vocab_size;
+  WENET_CHECK(k >= 1 && k <= V, "ctc_top_k: expected k in [1, {}], got {}", V, k);
+  CtcTopK r;
+  r.k = k;
+  Tensor logits = backend_.alloc({enc.batch, enc.frames, ctc_.w.dim(0)}, backend_.act_dtype());
+  r.ids = backend_.alloc({enc.batch, enc.frames, k}, DType::kI32);
+  r.logp = backend_.alloc({enc.batch, enc.frames, k}, DType::kF32);
+  r.blank = backend_.alloc({enc.batch, enc.frames}, DType::kF32);
+  backend_.run_cached(graph_key("ctc_top_k", {enc.batch, enc.frames, k}, {&enc.out, &logits, &r.ids}), [&] {
+    backend_.linear(enc.out, ctc_, Activation::kNone, nullptr, logits);
+    backend_.log_softmax_top_k(logits.col_slice(0, V), config_.blank_id, r.ids, r.logp, r.blank);
+  });
+  return r;
+}
+
 Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int* hyps_lens, int num_hyps,
                         int hyp_len, bool right_to_left) {
   WENET_CHECK(num_hyps > 0 && hyp_len > 0, "{} hypotheses of length {}", num_hyps, hyp_len);
@@ -440,7 +480,8 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int*
   return decode(enc, ids, lens, right_to_left);
 }
 
-Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) {
+const AsrModel::Decoder& AsrModel::pick_decoder(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens,
+                                                bool right_to_left) const {
   WENET_CHECK(ids.rank == 2 && ids.dtype == DType::kI32 && lens.dtype == DType::kI32 && lens.numel() == ids.dim(0),
               "decode: expected int32 hypotheses [N, L] and lengths [N]");
   const int num_hyps = int(ids.dim(0)), hyp_len = int(ids.dim(1));
@@ -448,62 +489,95 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tenso
   WENET_CHECK(dec, "this model has no right-to-left decoder");
   WENET_CHECK(num_hyps > 0 && num_hyps % enc.batch == 0, "{} hypotheses for a batch of {}", num_hyps, enc.batch);
   WENET_CHECK(hyp_len > 0 && hyp_len <= dec->pe_rows, "hypothesis length {} outside [1, {}]", hyp_len, dec->pe_rows);
+  return *dec;
+}
+
+Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) {
+  const Decoder& dec = pick_decoder(enc, ids, lens, right_to_left);
+  const int M = int(ids.dim(0)), L = int(ids.dim(1)), V = config_.vocab_size;
   Backend& be = backend_;
-  const DType dt = be.act_dtype();
-  const int d = config_.encoder.output_size, V = config_.vocab_size, B = enc.batch, T = enc.frames;
-  const int N = num_hyps / B, M = num_hyps;
-  const DecoderConfig& dc = config_.decoder;
-
-  Tensor out = be.alloc({M, hyp_len, V}, DType::kF32);
-
-  const std::string key =
-      graph_key(right_to_left ? "r2l" : "dec", {B, T, N, hyp_len}, {&enc.out, &enc.lens, &ids, &lens, &out});
+  Tensor out = be.alloc({M, L, V}, DType::kF32);
+  const std::string key = graph_key(right_to_left ? "r2l" : "dec", {enc.batch, enc.frames, M, L},
+                                    {&enc.out, &enc.lens, &ids, &lens, &out});
   be.run_cached(key, [&] {
-    Tensor x = be.alloc({M, hyp_len, d}, dt);
-    Tensor pe = dec->pe.view({dec->pe_rows, d});
-    be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x);
-    Tensor qkv = be.alloc({M, hyp_len, 3 * d}, dt);
-    Tensor ctx = be.alloc({M, hyp_len, d}, dt);
-    // Memory K/V of every layer in one GEMM: once per utterance, shared by its hypotheses.
-    Tensor kv = be.alloc({B, T, dec->src_kv.w.dim(0)}, dt);
-    be.linear(enc.out, dec->src_kv, Activation::kNone, nullptr, kv);
-    int64_t kv_col = 0;
-    Tensor ff = be.alloc({M, hyp_len, dc.linear_units}, dt);
-    for (const Decoder::Layer& l : dec->layers) {
-      be.norm_linear(x, l.norm1, l.self_qkv, Activation::kNone, qkv);
-      AttentionArgs sa;
-      sa.q = qkv.col_slice(0, d);
-      sa.k = qkv.col_slice(d, d);
-      sa.v = qkv.col_slice(2 * d, d);
-      sa.key_lens = lens;
-      sa.heads = dc.attention_heads;
-      sa.causal = true;
-      sa.out = ctx;
-      be.attention(sa);
-      be.linear(ctx, l.self_out, Activation::kNone, &x, x);
-
-      be.norm_linear(x, l.norm2, l.src_q, Activation::kNone, ctx);
-      Tensor q = qkv.col_slice(0, d);
-      AttentionArgs ca;
-      ca.q = ctx;
-      ca.k = kv.col_slice(kv_col, d);
-      ca.v = kv.col_slice(kv_col + d, d);
-      kv_col += 2 * d;
-      ca.key_lens = enc.lens;
-      ca.heads = dc.attention_heads;
-      ca.queries_per_kv = N;
-      ca.out = q;  // the Q columns of qkv are free now
-      be.attention(ca);
-      be.linear(q, l.src_out, Activation::kNone, &x, x);
-
-      be.norm_linear(x, l.norm3, l.ff_w1, dc.activation, ff);
-      be.linear(ff, l.ff_w2, Activation::kNone, &x, x);
-    }
-    Tensor logits = be.alloc({M, hyp_len, dec->output_layer.w.dim(0)}, dt);
-    be.norm_linear(x, dec->after_norm, dec->output_layer, Activation::kNone, logits);
+    Tensor x = decoder_layers(dec, enc, ids, lens);
+    Tensor logits = be.alloc({M, L, dec.output_layer.w.dim(0)}, be.act_dtype());
+    be.norm_linear(x, dec.after_norm, dec.output_layer, Activation::kNone, logits);
     be.log_softmax(logits.col_slice(0, V), out);
   });
   return out;
+}
+
+Tensor AsrModel::decode_scores(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, const Tensor& targets,
+                               bool right_to_left) {
+  const Decoder& dec = pick_decoder(enc, ids, lens, right_to_left);
+  const int M = int(ids.dim(0)), L = int(ids.dim(1)), d = config_.encoder.output_size;
+  WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == int64_t(M) * L,
+              "decode_scores: expected int32 targets [{}, {}]", M, L);
+  Backend& be = backend_;
+  Tensor out = be.alloc({M, L}, DType::kF32);
+  const std::string key = graph_key(right_to_left ? "r2l_scores" : "dec_scores", {enc.batch, enc.frames, M, L},
+                                    {&enc.out, &enc.lens, &ids, &lens, &targets, &out});
+  be.run_cached(key, [&] {
+    Tensor x = decoder_layers(dec, enc, ids, lens);
+    be.layer_norm(x, dec.after_norm, x);
+    be.linear_log_softmax_gather(x.view({int64_t(M) * L, d}), dec.output_layer, config_.vocab_size,
+                                 targets.view({int64_t(M) * L}), out.view({int64_t(M) * L}));
+  });
+  return out;
+}
+
+Tensor AsrModel::decoder_layers(const Decoder& dec_ref, const EncoderOutput& enc, const Tensor& ids,
+                                const Tensor& lens) {
+  const Decoder* dec = &dec_ref;
+  const int hyp_len = int(ids.dim(1));
+  Backend& be = backend_;
+  const DType dt = be.act_dtype();
+  const int d = config_.encoder.output_size, B = enc.batch, T = enc.frames;
+  const int M = int(ids.dim(0)), N = M / B;
+  const DecoderConfig& dc = config_.decoder;
+
+  Tensor x = be.alloc({M, hyp_len, d}, dt);
+  Tensor pe = dec->pe.view({dec->pe_rows, d});
+  be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x);
+  Tensor qkv = be.alloc({M, hyp_len, 3 * d}, dt);
+  Tensor ctx = be.alloc({M, hyp_len, d}, dt);
+  // Memory K/V of every layer in one GEMM: once per utterance, shared by its hypotheses.
+  Tensor kv = be.alloc({B, T, dec->src_kv.w.dim(0)}, dt);
+  be.linear(enc.out, dec->src_kv, Activation::kNone, nullptr, kv);
+  int64_t kv_col = 0;
+  Tensor ff = be.alloc({M, hyp_len, dc.linear_units}, dt);
+  for (const Decoder::Layer& l : dec->layers) {
+    be.norm_linear(x, l.norm1, l.self_qkv, Activation::kNone, qkv);
+    AttentionArgs sa;
+    sa.q = qkv.col_slice(0, d);
+    sa.k = qkv.col_slice(d, d);
+    sa.v = qkv.col_slice(2 * d, d);
+    sa.key_lens = lens;
+    sa.heads = dc.attention_heads;
+    sa.causal = true;
+    sa.out = ctx;
+    be.attention(sa);
+    be.linear(ctx, l.self_out, Activation::kNone, &x, x);
+
+    be.norm_linear(x, l.norm2, l.src_q, Activation::kNone, ctx);
+    Tensor q = qkv.col_slice(0, d);
+    AttentionArgs ca;
+    ca.q = ctx;
+    ca.k = kv.col_slice(kv_col, d);
+    ca.v = kv.col_slice(kv_col + d, d);
+    kv_col += 2 * d;
+    ca.key_lens = enc.lens;
+    ca.heads = dc.attention_heads;
+    ca.queries_per_kv = N;
+    ca.out = q;  // the Q columns of qkv are free now
+    be.attention(ca);
+    be.linear(q, l.src_out, Activation::kNone, &x, x);
+
+    be.norm_linear(x, l.norm3, l.ff_w1, dc.activation, ff);
+    be.linear(ff, l.ff_w2, Activation::kNone, &x, x);
+  }
+  return x;
 }
 
 }  // namespace wenet_rt

@@ -20,6 +20,24 @@ struct EncoderOutput {
   int batch = 0, frames = 0;
 };
 
+// What the CTC prefix search needs of the CTC head, per frame: the k best log-probs and their ids
+// (best first, ties to the lower id) and the blank's log-prob. In backend memory.
+struct CtcTopK {
+  Tensor ids;    // i32 [B, T', k]
+  Tensor logp;   // f32 [B, T', k]
+  Tensor blank;  // f32 [B, T']
+  int k = 0;
+};
+
+// Persistent storage for encoder outputs, so that one can outlive reset_arena() (a pipeline
+// rescoring batch k while it encodes batch k + 1). Holds any batch of up to `rows` frames in all.
+struct EncoderStore {
+  Tensor out;   // act dtype, rows x D
+  Tensor lens;  // i32 [max_batch]
+  int64_t rows = 0;
+  int max_batch = 0;
+};
+
 class AsrModel {
  public:
   AsrModel(const ModelDir& model, Backend& backend);
@@ -41,19 +59,34 @@ class AsrModel {
   EncoderOutput encode(const float* feats, int batch, int frames, const int* lens);
   // The same on features already in backend memory (float32 [B, T, input_dim]).
   EncoderOutput encode(const Tensor& feats, const int* lens);
+  // The same, writing the output into `store` (which must hold batch x T' frames) instead of the arena.
+  EncoderOutput encode(const Tensor& feats, const int* lens, const EncoderStore& store);
+  EncoderStore make_encoder_store(int max_batch, int64_t rows);
   // CTC log-probs [B, T', V] float32.
   Tensor ctc_log_probs(const EncoderOutput& enc);
+  // The CTC head reduced to what the prefix search reads: [B, T', k], never [B, T', V].
+  CtcTopK ctc_top_k(const EncoderOutput& enc, int k);
   // Decoder log-probs [B * N, L, V] float32 for hyps_in [B * N, L] (<sos> + tokens, padded) with
   // hyps_lens = tokens + 1; hypotheses b*N .. b*N+N-1 attend to utterance b's memory.
   Tensor decode(const EncoderOutput& enc, const int* hyps_in, const int* hyps_lens, int num_hyps,
                 int hyp_len, bool right_to_left);
   // The same on hypotheses already in backend memory: hyps_in i32 [B * N, L], hyps_lens i32 [B * N].
   Tensor decode(const EncoderOutput& enc, const Tensor& hyps_in, const Tensor& hyps_lens, bool right_to_left);
+  // Attention rescoring's scores without the [B * N, L, V] log-probs: f32 [B * N, L] holding, at
+  // (i, j), the decoder's log-prob of targets[i, j] at position j (0 where the target is -1).
+  // targets: i32 [B * N, L] in backend memory (decode/attention_rescoring.h builds them).
+  Tensor decode_scores(const EncoderOutput& enc, const Tensor& hyps_in, const Tensor& hyps_lens,
+                       const Tensor& targets, bool right_to_left);
 
   struct Encoder;  // packed weights, defined in asr_model.cc
   struct Decoder;
 
  private:
+  EncoderOutput encode_into(const Tensor& feats, const int* lens, const Tensor* out, const Tensor* out_lens);
+  // The decoder stack up to (not including) after_norm: [B * N, L, D] in the arena.
+  Tensor decoder_layers(const Decoder& dec, const EncoderOutput& enc, const Tensor& ids, const Tensor& lens);
+  const Decoder& pick_decoder(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) const;
+
   const ModelConfig config_;
   Backend& backend_;
   std::unique_ptr<Encoder> encoder_;

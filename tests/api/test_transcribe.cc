@@ -16,6 +16,7 @@
 #include "api/e2e_goldens.h"
 #include "core/error.h"
 #include "frontend/audio.h"
+#include "frontend/segmenter.h"
 #include "wenet_rt/recognizer.h"
 
 namespace wenet_rt {
@@ -139,8 +140,8 @@ TEST(TranscribeBatching, PaddingIndependentModelsAgreeForAnyBatching) {
   }
 }
 
-// More files than one load chunk (batch_size x 8): chunks are featurized while the previous one
-// decodes; results stay in input order and equal the single-file results.
+// Many files over many batches (batch size 2): audio is read while earlier batches decode;
+// results stay in input order and equal the single-file results; progress is reported per batch.
 TEST(TranscribeBatching, ManyFilesAcrossChunks) {
   const E2eGolden g = load_e2e_golden("transformer_tiny");
   const Files base = g.files();
@@ -150,7 +151,7 @@ TEST(TranscribeBatching, ManyFilesAcrossChunks) {
     files.emplace_back(f.first + "_" + std::to_string(i), f.second);
   }
   std::vector<size_t> progress;
-  Recognizer rec(g.model_dir, cpu_config(DecodeMode::kCtcPrefixBeam, 2));  // chunks of 16
+  Recognizer rec(g.model_dir, cpu_config(DecodeMode::kCtcPrefixBeam, 2));
   const auto results = rec.recognize_files(files, [&](size_t done, size_t total) {
     EXPECT_EQ(total, files.size());
     progress.push_back(done);
@@ -161,7 +162,9 @@ TEST(TranscribeBatching, ManyFilesAcrossChunks) {
     EXPECT_EQ(results[i].key, files[i].first);
     EXPECT_EQ(results[i].tokens, e.at("tokens").get<std::vector<int>>()) << files[i].first;
   }
-  EXPECT_EQ(progress, (std::vector<size_t>{16, 23}));
+  ASSERT_EQ(progress.size(), 12u);  // 23 utterances, 2 per batch
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+  EXPECT_EQ(progress.back(), files.size());
 }
 
 // --- per-file failures ----------------------------------------------------------------------
@@ -257,22 +260,54 @@ TEST_F(TranscribeErrorsTest, TooShortAudioIsAnErrorNamingTheFile) {
 }
 
 // Audio longer than the model's position table (conformer_causal keeps 500 positions: about 20 s
-// after x4 subsampling) is a per-file error too; the files batched with it still come out.
-TEST_F(TranscribeErrorsTest, TooLongAudioIsAnErrorNamingTheFile) {
+// after x4 subsampling) is cut at its pauses into utterances that fit and comes back as one result:
+// the speech file eight times with pauses between, transcribed as its pieces are one by one.
+// The files batched with it come out as without it.
+TEST_F(TranscribeErrorsTest, LongAudioIsCutIntoUtterances) {
   const E2eGolden g = load_e2e_golden("conformer_causal");
-  const Audio speech = read_audio(g.files()[0].second, 16000);
+  const std::string speech_path = std::string(WENET_TEST_DATA) + "/frontend/speech_16k_s16.wav";
+  const Audio speech = read_audio(speech_path, 16000);
   std::vector<float> long_audio;
-  while (long_audio.size() < size_t(16000 * 25))
+  for (int i = 0; i < 8; ++i) {
+    long_audio.insert(long_audio.end(), 16000, 0.f);  // 1 s pause
     long_audio.insert(long_audio.end(), speech.samples.begin(), speech.samples.end());
+  }
+  long_audio.insert(long_audio.end(), 16000, 0.f);
+  ASSERT_GT(long_audio.size(), size_t(16000 * 20)) << "the file must exceed the model's 20 s";
   const std::string path = write_wav("long.wav", long_audio);
   const Files good = g.files();
   Files files = good;
   files.insert(files.begin() + 1, {"long", path});
-  const auto expected = transcribe(g.model_dir, good, DecodeMode::kAttentionRescoring);
+  const auto expected = transcribe(g.model_dir, good, DecodeMode::kCtcGreedy);
   std::vector<RecognitionResult> got;
-  ASSERT_NO_THROW(got = transcribe(g.model_dir, files, DecodeMode::kAttentionRescoring));
+  ASSERT_NO_THROW(got = transcribe(g.model_dir, files, DecodeMode::kCtcGreedy));
   ASSERT_EQ(got.size(), files.size());
-  EXPECT_NE(got[1].error.find(path), std::string::npos) << got[1].error;
+  EXPECT_EQ(got[1].error, "");
+  EXPECT_EQ(got[1].segments, 8);
+  // The same cuts made here (the engine keeps segments under 95% of the model's 20 s), each piece
+  // transcribed as a file of its own: the long file's result is theirs joined.
+  SegmentOptions o;
+  o.max_seconds = 0.95 * 20;
+  const auto cuts = split_into_utterances(long_audio.data(), int64_t(long_audio.size()), 16000, o);
+  ASSERT_EQ(cuts.size(), 8u);  // one per copy: cut in the middle of each pause
+  Files pieces;
+  for (const Segment& c : cuts)
+    pieces.emplace_back("piece" + std::to_string(pieces.size()),
+                        write_wav("piece" + std::to_string(pieces.size()) + ".wav",
+                                  std::vector<float>(long_audio.begin() + c.begin, long_audio.begin() + c.end)));
+  // Texts are joined with a space for models whose units mark words with "▁", else with nothing.
+  std::ifstream units(g.model_dir + "/units.txt");
+  const std::string all((std::istreambuf_iterator<char>(units)), {});
+  const std::string sep = all.find("\u2581") != std::string::npos ? " " : "";
+  std::vector<int> joined;
+  std::string text;
+  for (const auto& r : transcribe(g.model_dir, pieces, DecodeMode::kCtcGreedy)) {
+    joined.insert(joined.end(), r.tokens.begin(), r.tokens.end());
+    if (!r.text.empty()) text += (text.empty() ? "" : sep) + r.text;
+  }
+  EXPECT_EQ(got[1].tokens, joined);
+  EXPECT_EQ(got[1].text, text);
+  EXPECT_NEAR(got[1].duration_s, double(long_audio.size()) / 16000, 1e-9);
   for (size_t i = 0, j = 0; i < got.size(); ++i) {
     if (i == 1) continue;
     EXPECT_EQ(got[i].error, "") << got[i].key;

@@ -2,7 +2,10 @@
 // built for (the cpu binary: cpu; the gpu binary: cuda fp32 and fp16, skipped without a GPU).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "common/backends.h"
 #include "common/golden.h"
@@ -95,6 +98,95 @@ TEST_P(ModelGoldens, MatchesReference) {
       std::printf("%s %s utt%d: decoder%s a0 %.3g r0 %.3g\n", std::filesystem::path(c.dir).filename().c_str(),
                   backend->name().c_str(), b, r2l ? " (r2l)" : "", d.max_abs, d.median_rel);
     }
+  }
+}
+
+// What the pipeline reads instead of the full outputs: the CTC top-k (and blank) and the decoder's
+// log-probs of each hypothesis' own targets must be those entries of ctc_log_probs() / decode().
+TEST_P(ModelGoldens, TopKAndTargetScoresAreEntriesOfTheFullOutputs) {
+  const Case& c = GetParam();
+  auto backend = make_test_backend(c.backend);
+  if (!backend) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const ModelDir model = load_model_dir(c.dir);
+  AsrModel asr(model, *backend);
+  Goldens g(c.dir);
+  const HostTensor feats = g.load("feats"), feats_lens = g.load("feats_lens");
+  const int B = int(feats.shape()[0]), T = int(feats.shape()[1]), V = model.config.vocab_size;
+  const int blank = model.config.blank_id, eos = model.config.eos_id;
+
+  backend->reset_arena();
+  EncoderOutput enc = asr.encode(feats.data<float>(), B, T, feats_lens.data<int32_t>());
+  const int Tp = enc.frames;
+  std::vector<float> full(size_t(B) * Tp * V);
+  backend->copy_out(asr.ctc_log_probs(enc), full.data());
+  for (const int k : {1, std::min(10, V), V}) {
+    SCOPED_TRACE("k " + std::to_string(k));
+    const CtcTopK top = asr.ctc_top_k(enc, k);
+    std::vector<int> ids(size_t(B) * Tp * k);
+    std::vector<float> logp(ids.size()), blank_logp(size_t(B) * Tp);
+    backend->copy_out(top.ids, ids.data());
+    backend->copy_out(top.logp, logp.data());
+    backend->copy_out(top.blank, blank_logp.data());
+    for (int b = 0; b < B; ++b) {
+      for (int t = 0; t < enc.host_lens[size_t(b)]; ++t) {
+        const size_t row = size_t(b) * Tp + size_t(t);
+        const float* lp = full.data() + row * V;
+        // The k best of the full row: value descending, the lower id first on ties.
+        std::vector<int> want(static_cast<size_t>(V));
+        std::iota(want.begin(), want.end(), 0);
+        std::stable_sort(want.begin(), want.end(), [&](int x, int y) { return lp[x] > lp[y]; });
+        for (int j = 0; j < k; ++j) {
+          ASSERT_EQ(ids[row * k + size_t(j)], want[size_t(j)]) << "utt " << b << " frame " << t << " rank " << j;
+          ASSERT_EQ(logp[row * k + size_t(j)], lp[want[size_t(j)]]) << "utt " << b << " frame " << t;
+        }
+        ASSERT_EQ(blank_logp[row], lp[blank]) << "utt " << b << " frame " << t;
+      }
+    }
+  }
+
+  // Decoder: golden hypotheses scored both ways; targets are the next input token, <eos> last.
+  const HostTensor h0 = g.load("utt0_hyps_in");
+  const int N = int(h0.shape()[0]);
+  int L = 0;
+  for (int b = 0; b < B; ++b) L = std::max(L, int(g.load("utt" + std::to_string(b) + "_hyps_in").shape()[1]));
+  // FP16: the fused projection keeps FP32 logits where decode() rounds them to FP16 first.
+  const double tol = c.backend == BackendKind::kCudaF16 ? 5e-2 : c.backend == BackendKind::kCudaF32 ? 1e-4 : 1e-5;
+  for (const bool r2l : {false, true}) {
+    if (r2l && !asr.has_right_decoder()) continue;
+    std::vector<int> hyps(size_t(B) * N * L, eos), lens(size_t(B) * N), targets(hyps.size(), -1);
+    for (int b = 0; b < B; ++b) {
+      const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
+      const HostTensor hl = g.load("utt" + std::to_string(b) + "_hyps_in_lens");
+      const int Lb = int(h.shape()[1]);
+      for (int n = 0; n < N; ++n) {
+        const int len = hl.data<int32_t>()[n];
+        lens[size_t(b * N + n)] = len;
+        int* row = hyps.data() + size_t(b * N + n) * L;
+        for (int i = 0; i < Lb; ++i) row[i] = h.data<int32_t>()[n * Lb + i];
+        if (r2l) std::reverse(row + 1, row + len);
+        int* tgt = targets.data() + size_t(b * N + n) * L;
+        for (int j = 0; j + 1 < len; ++j) tgt[j] = row[j + 1];
+        tgt[len - 1] = eos;
+      }
+    }
+    backend->reset_arena();
+    enc = asr.encode(feats.data<float>(), B, T, feats_lens.data<int32_t>());
+    std::vector<float> dec_full(size_t(B) * N * L * V), scores(size_t(B) * N * L);
+    backend->copy_out(asr.decode(enc, hyps.data(), lens.data(), B * N, L, r2l), dec_full.data());
+    Tensor d_ids = backend->alloc({B * N, L}, DType::kI32), d_lens = backend->alloc({B * N}, DType::kI32);
+    Tensor d_targets = backend->alloc({B * N, L}, DType::kI32);
+    backend->copy_in(hyps.data(), d_ids);
+    backend->copy_in(lens.data(), d_lens);
+    backend->copy_in(targets.data(), d_targets);
+    backend->copy_out(asr.decode_scores(enc, d_ids, d_lens, d_targets, r2l), scores.data());
+    double worst = 0;
+    for (size_t i = 0; i < scores.size(); ++i) {
+      const double want = targets[i] < 0 ? 0.0 : dec_full[i * V + size_t(targets[i])];
+      worst = std::max(worst, std::abs(scores[i] - want));
+    }
+    EXPECT_LE(worst, tol) << (r2l ? "r2l" : "l2r");
+    std::printf("%s %s: target scores%s vs decode() a0 %.3g\n", std::filesystem::path(c.dir).filename().c_str(),
+                backend->name().c_str(), r2l ? " (r2l)" : "", worst);
   }
 }
 

@@ -163,7 +163,8 @@ CudaFbank::~CudaFbank() = default;
 CudaFbank::CudaFbank(CudaFbank&&) noexcept = default;
 CudaFbank& CudaFbank::operator=(CudaFbank&&) noexcept = default;
 
-void CudaFbank::compute(const float* samples, const std::vector<int>& lengths, cudaStream_t stream) {
+void CudaFbank::compute(const float* samples, const std::vector<int>& lengths, cudaStream_t stream,
+                        const std::vector<int64_t>* offsets) {
   WENET_CHECK(state_ != nullptr, "CUDA fbank: compute() on a moved-from object");
   const int batch = static_cast<int>(lengths.size());
   WENET_CHECK(batch <= kMaxBatch, "CUDA fbank: expected at most {} waveforms in a batch, got {}", kMaxBatch, batch);
@@ -174,10 +175,18 @@ void CudaFbank::compute(const float* samples, const std::vector<int>& lengths, c
   s.offsets_host.assign(batch, 0);
   int64_t total = 0;
   int max_frames = 0;
+  WENET_CHECK(!offsets || offsets->size() == lengths.size(), "CUDA fbank: expected {} offsets, got {}", batch,
+              offsets ? offsets->size() : 0);
   for (int b = 0; b < batch; ++b) {
     WENET_CHECK(lengths[b] >= 0, "CUDA fbank: waveform {}: expected a sample count >= 0, got {}", b, lengths[b]);
-    s.offsets_host[b] = total;
-    total += lengths[b];
+    if (offsets) {
+      WENET_CHECK((*offsets)[b] >= 0, "CUDA fbank: waveform {}: expected an offset >= 0, got {}", b, (*offsets)[b]);
+      s.offsets_host[b] = (*offsets)[b];
+      total = std::max(total, (*offsets)[b] + lengths[b]);
+    } else {
+      s.offsets_host[b] = total;
+      total += lengths[b];
+    }
     frames[b] = num_frames(lengths[b]);
     max_frames = std::max(max_frames, frames[b]);
   }

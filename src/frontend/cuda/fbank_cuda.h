@@ -37,8 +37,11 @@ class CudaFbank {
   // samples: the batch's waveforms back to back (normalized floats, as read_audio returns them),
   // waveform b being lengths[b] samples; host or device memory (detected; host input is copied to
   // the device first). Enqueues the work on `stream`; the features are ready when it completes.
-  // Replaces the previous call's results.
-  void compute(const float* samples, const std::vector<int>& lengths, cudaStream_t stream = nullptr);
+  // Replaces the previous call's results. With `offsets`, waveform b starts at samples + offsets[b]
+  // instead (a staging buffer with room between waveforms); host input is then copied up to the
+  // end of the last one.
+  void compute(const float* samples, const std::vector<int>& lengths, cudaStream_t stream = nullptr,
+               const std::vector<int64_t>* offsets = nullptr);
 
   // Results of the last compute().
   int batch() const { return static_cast<int>(frames_.size()); }

@@ -1,0 +1,631 @@
+#include "engine/offline_engine.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <thread>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "decode/attention_rescoring.h"
+#include "decode/ctc_search.h"
+#include "decode/text.h"
+#include "decode/timestamps.h"
+#include "engine/batch_plan.h"
+#include "engine/thread_pool.h"
+#include "frontend/audio.h"
+#include "frontend/fbank.h"
+#include "frontend/segmenter.h"
+#include "graph/asr_model.h"
+#ifdef WENET_RT_HAVE_CUDA
+#include "frontend/cuda/fbank_cuda.h"
+#endif
+
+namespace wenet_rt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Adds the seconds fn takes to `acc` (shared by threads).
+template <typename F>
+void timed(std::atomic<double>& acc, F&& fn) {
+  const auto t0 = Clock::now();
+  fn();
+  acc.fetch_add(seconds_since(t0));
+}
+
+constexpr int kReadAhead = 2;  // batches whose audio is read while the device works on another
+constexpr int kSlots = 3;      // batches in flight: encoding k, searching k - 1, rescoring k - 2
+constexpr int64_t kStagingSlack = 64;  // samples a resampled file may hold beyond its header's estimate
+
+// Grows only: reused across batches so that a steady state allocates nothing.
+class HostBuffer {
+ public:
+  template <typename T>
+  T* get(Backend& be, size_t count) {
+    const size_t bytes = count * sizeof(T);
+    if (bytes > bytes_ || !mem_) {
+      mem_ = be.alloc_host(std::max(bytes, bytes_ * 3 / 2));
+      bytes_ = std::max(bytes, bytes_ * 3 / 2);
+    }
+    return static_cast<T*>(mem_.get());
+  }
+  template <typename T>
+  T* data() const { return static_cast<T*>(mem_.get()); }
+
+ private:
+  Backend::HostMemory mem_{nullptr, std::free};
+  size_t bytes_ = 0;
+};
+
+// One utterance of the batch plan: a whole input, or a segment of a long one.
+struct Item {
+  size_t input = 0;
+  int segment = 0;
+  int64_t offset = 0;    // first sample within the input
+  int64_t planned = 0;   // samples: from the header, exact for audio decoded while planning
+  std::shared_ptr<const std::vector<float>> audio;  // decoded while planning (in memory, long files)
+  // Read stage.
+  int64_t samples = 0;
+  int64_t staging_offset = 0;  // where its samples go in the batch's page-locked staging
+  std::vector<float> feats;    // cpu front end: frames x dim
+  int frames = 0;              // fbank frames
+  std::string error;
+  // Decode.
+  std::vector<int> tokens;
+  std::vector<WordPiece> pieces;
+  double score = 0;
+};
+
+struct Batch {
+  std::vector<Item*> items;
+  std::vector<std::future<void>> reads;
+  int staging = -1;
+  // Device stages.
+  std::vector<Item*> live;  // items that were read and encoded, in batch order
+  EncoderOutput enc;
+  int k = 0;
+  uint64_t f_begin = 0, f_frontend = 0, f_encoded = 0, f_ctc = 0, f_rescore_begin = 0, f_rescored = 0;
+  double host_frontend_ms = 0, host_encoder_ms = 0, host_ctc_ms = 0, host_rescore_ms = 0;
+  bool rescored = false;
+  // Search.
+  std::vector<std::vector<Hypothesis>> nbest;
+  std::vector<std::future<void>> searches, finals;
+  int nbest_rows = 0, width = 0;
+};
+
+// Buffers of one batch in flight.
+struct Slot {
+  EncoderStore store;
+  HostBuffer top_ids, top_logp, dec_lens, l2r, r2l;
+  std::array<HostBuffer, 2> dec_ids, dec_targets;  // l2r, r2l
+};
+
+size_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return size_t(u.ru_maxrss) * 1024;  // kilobytes on Linux
+}
+
+}  // namespace
+
+std::string EngineStats::describe() const {
+  const double wall_ms = wall_s * 1e3;
+  auto share = [&](double ms) { return wall_ms > 0 ? 100 * ms / wall_ms : 0.0; };
+  std::string s = fmt::format(
+      "{} inputs ({} segments, {} failed) in {} batches (at most {} utterances), {:.1f} s of audio in {:.3f} s: "
+      "{:.0f}x real time\n",
+      inputs, segments, failed, batches, max_batch, audio_s, wall_s, wall_s > 0 ? audio_s / wall_s : 0.0);
+  s += fmt::format("  plan {:.1f}% | CPU threads (summed): read {:.1f}%, fbank {:.1f}%, search {:.1f}%, results {:.1f}%\n",
+                   share(plan_s * 1e3), share(read_s * 1e3), share(fbank_cpu_s * 1e3), share(search_s * 1e3),
+                   share(finalize_s * 1e3));
+  s += fmt::format("  {}: front end {:.1f}%, encoder {:.1f}%, CTC top-k {:.1f}%, rescoring {:.1f}% (busy {:.0f}%)\n",
+                   device_timed ? "device" : "driver", share(frontend_ms), share(encoder_ms), share(ctc_ms),
+                   share(rescoring_ms), 100 * device_busy());
+  s += fmt::format("  driver waits: audio {:.1f}%, CPU tasks {:.1f}%, device {:.1f}%\n", share(wait_read_s * 1e3),
+                   share(wait_search_s * 1e3), share(wait_device_s * 1e3));
+  s += fmt::format("  peak host RSS {:.0f} MB, device memory {:.0f} MB, CUDA graphs {}", peak_rss_bytes / 1048576.0,
+                   device_bytes / 1048576.0, cuda_graphs);
+  return s;
+}
+
+struct OfflineEngine::Impl {
+  RecognizerConfig cfg;
+  ModelDir model;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<AsrModel> asr;
+  Fbank fbank;
+#ifdef WENET_RT_HAVE_CUDA
+  std::unique_ptr<CudaFbank> cuda_fbank;
+#endif
+  std::vector<std::string> units;
+  std::string piece_separator;  // between the texts of a long recording's segments
+  RescoreOptions rescore;
+  CtcPrefixBeamOptions search_opts;
+  SegmentOptions segment_opts;
+  int frame_ms = 40;  // per encoder frame
+  std::unique_ptr<ThreadPool> pool;
+  std::array<Slot, kSlots> slots;
+  std::array<HostBuffer, kReadAhead + 1> staging;  // page-locked PCM of the batches being read
+  std::vector<float> padded;                       // cpu front end: the batch's features, padded
+  EngineStats stats;
+
+  // Stats summed by pool threads.
+  std::atomic<double> read_s{0}, fbank_s{0}, search_s{0}, finalize_s{0};
+
+  Impl(ModelDir m, const RecognizerConfig& c) : cfg(c), model(std::move(m)) {
+    cfg.validate();
+    const int threads = cfg.threads > 0 ? cfg.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    if (cfg.device == "cuda") {
+#ifdef WENET_RT_HAVE_CUDA
+      CudaBackendOptions o;
+      o.dtype = cfg.precision == "fp16" ? DType::kF16 : DType::kF32;
+      // No CUDA graphs: batches cut by a frame budget rarely repeat a shape, and capturing one
+      // costs an eager run plus the capture; their kernels are long enough to hide launches.
+      o.cuda_graphs = false;
+      backend = make_cuda_backend(o);
+#else
+      fail("device cuda: this build of wenet-rt has no CUDA backend");
+#endif
+    } else {
+      backend = make_cpu_backend(cfg.threads);
+    }
+    if (cfg.batch_frames == 0) cfg.batch_frames = cfg.device == "cuda" ? 48000 : 3000;
+    asr = std::make_unique<AsrModel>(model, *backend);
+    FbankOptions fo;
+    fo.sample_rate = model.config.fbank.sample_rate;
+    fo.num_mel_bins = model.config.fbank.num_mel_bins;
+    fo.frame_length_ms = model.config.fbank.frame_length_ms;
+    fo.frame_shift_ms = model.config.fbank.frame_shift_ms;
+    fbank = Fbank(fo);
+#ifdef WENET_RT_HAVE_CUDA
+    if (cfg.device == "cuda" && cfg.gpu_frontend) cuda_fbank = std::make_unique<CudaFbank>(fo);
+#endif
+    for (int i = 0; i < model.vocab.size(); ++i) {
+      units.push_back(model.vocab.token(i));
+      if (units.back().find("\u2581") != std::string::npos) piece_separator = " ";
+    }
+    rescore.ctc_weight = cfg.ctc_weight;
+    rescore.rescoring_weight = cfg.rescoring_weight;
+    rescore.reverse_weight = cfg.reverse_weight >= 0 ? cfg.reverse_weight : model.config.reverse_weight;
+    if (!asr->has_right_decoder()) rescore.reverse_weight = 0.f;
+    rescore.validate();
+    cfg.reverse_weight = rescore.reverse_weight;
+    search_opts.beam = cfg.beam;
+    search_opts.blank = model.config.blank_id;
+    frame_ms = int(std::lround(subsampling_rate(model.config.encoder.input_layer) * fo.frame_shift_ms));
+    // Segments must fit the model's positions (5000 encoder frames, 200 s, for WeNet's models;
+    // fewer for models trained with a shorter table): shorter than 95% of what they cover.
+    segment_opts.max_seconds = std::min(cfg.max_segment_seconds, 0.95 * asr->max_subsampled_frames() * frame_ms / 1e3);
+    segment_opts.min_seconds = std::min(segment_opts.min_seconds, segment_opts.max_seconds / 4);
+    segment_opts.validate();
+    pool = std::make_unique<ThreadPool>(threads);
+  }
+
+  bool gpu_frontend() const {
+#ifdef WENET_RT_HAVE_CUDA
+    return cuda_fbank != nullptr;
+#else
+    return false;
+#endif
+  }
+  int rate() const { return fbank.options().sample_rate; }
+  int top_k() const { return cfg.mode == DecodeMode::kCtcGreedy ? 1 : std::min(cfg.beam, model.config.vocab_size); }
+
+  // --- plan ---------------------------------------------------------------------------------------
+  // The items of one input; long recordings are decoded and split at pauses here.
+  std::vector<Item> plan_input(size_t index, EngineInput& in, RecognitionResult& r) {
+    std::vector<Item> items;
+    std::shared_ptr<std::vector<float>> audio;
+    int64_t n = 0;
+    if (in.path.empty()) {
+      Audio a = audio_from_samples(std::move(in.samples), in.sample_rate, rate());
+      audio = std::make_shared<std::vector<float>>(std::move(a.samples));
+      n = int64_t(audio->size());
+      WENET_CHECK(n > 0, "{}: no samples", in.key);
+    } else {
+      n = probe_audio(in.path).samples_at(rate());
+    }
+    r.duration_s = double(n) / rate();
+    if (double(n) > segment_opts.max_seconds * rate()) {
+      if (!audio) audio = std::make_shared<std::vector<float>>(read_audio(in.path, rate()).samples);
+      n = int64_t(audio->size());
+      r.duration_s = double(n) / rate();
+      const std::vector<Segment> segments = split_into_utterances(audio->data(), n, rate(), segment_opts);
+      for (const Segment& s : segments) {
+        Item it;
+        it.input = index;
+        it.segment = int(items.size());
+        it.offset = s.begin;
+        it.planned = s.end - s.begin;
+        it.audio = audio;
+        items.push_back(std::move(it));
+      }
+      r.segments = int(items.size());
+      return items;
+    }
+    Item it;
+    it.input = index;
+    it.planned = n;
+    it.audio = audio;
+    items.push_back(std::move(it));
+    return items;
+  }
+
+  // --- read (pool threads) ------------------------------------------------------------------------
+  void read_item(Item& it, const EngineInput& in, float* staging) {
+    try {
+      std::vector<float> owned;
+      const float* pcm = nullptr;
+      {
+        const auto t0 = Clock::now();
+        if (it.audio) {
+          pcm = it.audio->data() + it.offset;
+          it.samples = it.planned;
+        } else {
+          owned = read_audio(in.path, rate()).samples;
+          pcm = owned.data();
+          it.samples = int64_t(owned.size());
+        }
+        it.frames = fbank.num_frames(int(std::min<int64_t>(it.samples, INT32_MAX)));
+        const double seconds = double(it.samples) / rate();
+        WENET_CHECK(asr->subsampled_length(it.frames) > 0, "audio of {:.3f} s is too short to recognize", seconds);
+        WENET_CHECK(asr->subsampled_length(it.frames) <= asr->max_subsampled_frames(),
+                    "audio of {:.1f} s is too long for the model: {} encoder frames, expected at most {}", seconds,
+                    asr->subsampled_length(it.frames), asr->max_subsampled_frames());
+        if (staging) {
+          WENET_CHECK(it.samples <= it.planned + kStagingSlack,
+                      "decodes to {} samples where its header promised {}: the file is inconsistent", it.samples,
+                      it.planned);
+          std::memcpy(staging + it.staging_offset, pcm, size_t(it.samples) * sizeof(float));
+        }
+        read_s.fetch_add(seconds_since(t0));
+      }
+      if (!staging) timed(fbank_s, [&] { fbank.compute(pcm, int(it.samples), it.feats); });
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      it.error = in.path.empty() || what.find(in.path) != std::string::npos
+                     ? what
+                     : fmt::format("audio file '{}': {}", in.path, what);
+    }
+  }
+
+  void start_reading(Batch& b, int staging_slot, std::vector<EngineInput>& inputs) {
+    float* pcm = nullptr;
+    if (gpu_frontend()) {
+      int64_t total = 0;
+      for (Item* it : b.items) {
+        it->staging_offset = total;
+        total += it->planned + (it->audio ? 0 : kStagingSlack);
+      }
+      pcm = staging[size_t(staging_slot)].get<float>(*backend, size_t(total));
+      b.staging = staging_slot;
+    }
+    for (Item* it : b.items) {
+      const EngineInput* in = &inputs[it->input];
+      b.reads.push_back(pool->submit([this, it, in, pcm] { read_item(*it, *in, pcm); }));
+    }
+  }
+
+  // --- device: front end, encoder, CTC top-k ---------------------------------------------------------
+  void encode(Batch& b, Slot& slot) {
+    Backend& be = *backend;
+    be.reset_arena();
+    for (Item* it : b.items)
+      if (it->error.empty()) b.live.push_back(it);
+    if (b.live.empty()) return;
+    const int B = int(b.live.size());
+    std::vector<int> frames(static_cast<size_t>(B), 0);
+    int T = 0;
+    for (int i = 0; i < B; ++i) T = std::max(T, frames[size_t(i)] = b.live[size_t(i)]->frames);
+    const int Tp = asr->subsampled_length(T);
+    if (slot.store.max_batch < B || slot.store.rows < int64_t(B) * Tp)  // sized by the plan; a safety net
+      slot.store = asr->make_encoder_store(B, int64_t(B) * Tp);
+    auto t0 = Clock::now();
+    b.f_begin = be.fence();
+    Tensor feats;
+    if (gpu_frontend()) {
+#ifdef WENET_RT_HAVE_CUDA
+      std::vector<int> lengths;
+      std::vector<int64_t> offsets;
+      for (Item* it : b.live) lengths.push_back(int(it->samples)), offsets.push_back(it->staging_offset);
+      cuda_fbank->compute(staging[size_t(b.staging)].data<float>(), lengths,
+                          static_cast<cudaStream_t>(be.native_stream()), &offsets);
+      feats = make_view(const_cast<float*>(cuda_fbank->features()), {B, cuda_fbank->max_frames(), fbank.dim()},
+                        DType::kF32);
+#endif
+    } else {
+      padded.assign(size_t(B) * size_t(T) * size_t(fbank.dim()), 0.f);
+      for (int i = 0; i < B; ++i)
+        std::copy(b.live[size_t(i)]->feats.begin(), b.live[size_t(i)]->feats.end(),
+                  padded.begin() + long(size_t(i) * size_t(T) * size_t(fbank.dim())));
+      feats = be.alloc({B, T, fbank.dim()}, DType::kF32);
+      be.copy_in(padded.data(), feats);
+    }
+    b.f_frontend = be.fence();
+    b.host_frontend_ms = seconds_since(t0) * 1e3;
+    t0 = Clock::now();
+    b.enc = asr->encode(feats, frames.data(), slot.store);
+    b.f_encoded = be.fence();
+    b.host_encoder_ms = seconds_since(t0) * 1e3;
+    t0 = Clock::now();
+    b.k = top_k();
+    const CtcTopK top = asr->ctc_top_k(b.enc, b.k);
+    const size_t cells = size_t(B) * size_t(Tp) * size_t(b.k);
+    be.copy_out_async(top.ids, slot.top_ids.get<int>(be, cells));
+    be.copy_out_async(top.logp, slot.top_logp.get<float>(be, cells));
+    b.f_ctc = be.fence();
+    b.host_ctc_ms = seconds_since(t0) * 1e3;
+  }
+
+  // --- CPU: prefix searches ----------------------------------------------------------------------------
+  void start_search(Batch& b, const Slot& slot) {
+    const int B = int(b.live.size());
+    b.nbest.assign(size_t(B), {});
+    const size_t rows = size_t(b.enc.frames) * size_t(b.k);
+    const int* ids = slot.top_ids.data<int>();
+    const float* logp = slot.top_logp.data<float>();
+    for (int i = 0; i < B; ++i) {
+      b.searches.push_back(pool->submit([this, &b, i, ids, logp, rows] {
+        timed(search_s, [&] {
+          const int frames = b.enc.host_lens[size_t(i)];
+          const int* row_ids = ids + size_t(i) * rows;
+          if (cfg.mode == DecodeMode::kCtcGreedy) {
+            Hypothesis h;
+            for (int t = 0, prev = -1; t < frames; prev = row_ids[size_t(t)], ++t)
+              if (row_ids[size_t(t)] != prev && row_ids[size_t(t)] != search_opts.blank)
+                h.tokens.push_back(row_ids[size_t(t)]);
+            b.nbest[size_t(i)] = {std::move(h)};
+            return;
+          }
+          thread_local std::unique_ptr<CtcPrefixBeamSearcher> searcher;
+          if (!searcher || searcher->options().beam != search_opts.beam || searcher->options().blank != search_opts.blank)
+            searcher = std::make_unique<CtcPrefixBeamSearcher>(search_opts);
+          b.nbest[size_t(i)] = searcher->search_top_k(row_ids, logp + size_t(i) * rows, frames, b.k);
+        });
+      }));
+    }
+  }
+
+  // --- device: attention rescoring -------------------------------------------------------------------
+  void start_rescoring(Batch& b, Slot& slot) {
+    if (cfg.mode != DecodeMode::kAttentionRescoring || b.live.empty()) return;
+    Backend& be = *backend;
+    const auto t0 = Clock::now();
+    size_t N = 0;
+    int width = 1;
+    for (const auto& h : b.nbest) {
+      N = std::max(N, h.size());
+      width = std::max(width, decoder_input_width(h));
+    }
+    const int B = int(b.live.size()), sos = model.config.sos_id, eos = model.config.eos_id;
+    const size_t rows = size_t(B) * N, cells = rows * size_t(width);
+    b.nbest_rows = int(N);
+    b.width = width;
+    int* lens = slot.dec_lens.get<int>(be, rows);
+    std::fill(lens, lens + rows, 1);
+    Tensor d_ids = be.alloc({int64_t(rows), width}, DType::kI32);
+    Tensor d_lens = be.alloc({int64_t(rows)}, DType::kI32);
+    Tensor d_targets = be.alloc({int64_t(rows), width}, DType::kI32);
+    b.f_rescore_begin = be.fence();
+    for (const bool reverse : {false, true}) {
+      if (reverse && rescore.reverse_weight <= 0.f) break;
+      // Each direction has its own host inputs: the copies are asynchronous.
+      int* ids = slot.dec_ids[reverse].get<int>(be, cells);
+      int* targets = slot.dec_targets[reverse].get<int>(be, cells);
+      // Utterances with fewer hypotheses are padded with empty ones (<sos> <eos>...) never read.
+      std::fill(ids, ids + cells, eos);
+      std::fill(targets, targets + cells, -1);
+      for (int i = 0; i < B; ++i) {
+        for (size_t n = 0; n < N; ++n) ids[(size_t(i) * N + n) * size_t(width)] = sos;
+        build_decoder_inputs(b.nbest[size_t(i)], sos, eos, reverse, width, ids + size_t(i) * N * size_t(width),
+                             lens + size_t(i) * N);
+        build_decoder_targets(b.nbest[size_t(i)], eos, reverse, width, targets + size_t(i) * N * size_t(width));
+      }
+      be.copy_in(ids, d_ids);
+      if (!reverse) be.copy_in(lens, d_lens);
+      be.copy_in(targets, d_targets);
+      const Tensor scores = asr->decode_scores(b.enc, d_ids, d_lens, d_targets, reverse);
+      be.copy_out_async(scores, (reverse ? slot.r2l : slot.l2r).get<float>(be, cells));
+    }
+    b.f_rescored = be.fence();
+    b.rescored = true;
+    b.host_rescore_ms = seconds_since(t0) * 1e3;
+  }
+
+  // --- results ---------------------------------------------------------------------------------------
+  // Picks each utterance's result and its timestamps, on the pool; the device times go to stats.
+  void finalize(Batch& b, const Slot& slot) {
+    const size_t rows = size_t(b.enc.frames) * size_t(b.k);
+    for (size_t i = 0; i < b.live.size(); ++i)
+      b.finals.push_back(pool->submit([this, &b, &slot, rows, i] { timed(finalize_s, [&] { finalize_item(b, slot, rows, i); }); }));
+    EngineStats& s = stats;
+    if (s.device_timed) {
+      s.frontend_ms += backend->elapsed_ms(b.f_begin, b.f_frontend);
+      s.encoder_ms += backend->elapsed_ms(b.f_frontend, b.f_encoded);
+      s.ctc_ms += backend->elapsed_ms(b.f_encoded, b.f_ctc);
+      if (b.rescored) s.rescoring_ms += backend->elapsed_ms(b.f_rescore_begin, b.f_rescored);
+    } else {
+      s.frontend_ms += b.host_frontend_ms;
+      s.encoder_ms += b.host_encoder_ms;
+      s.ctc_ms += b.host_ctc_ms;
+      s.rescoring_ms += b.host_rescore_ms;
+    }
+  }
+
+  void finalize_item(Batch& b, const Slot& slot, size_t rows, size_t i) {
+    {
+      Item& it = *b.live[i];
+      std::vector<Hypothesis>& hyps = b.nbest[i];
+      size_t best = 0;
+      if (b.rescored) {
+        const size_t off = i * size_t(b.nbest_rows) * size_t(b.width);
+        best = size_t(attention_rescore_targets(hyps, slot.l2r.data<float>() + off,
+                                                rescore.reverse_weight > 0 ? slot.r2l.data<float>() + off : nullptr,
+                                                b.width, rescore));
+        it.score = hyps[best].total;
+      } else {
+        it.score = hyps[0].ctc_score;
+      }
+      it.tokens = std::move(hyps[best].tokens);
+      const std::vector<int> peaks =
+          ctc_peak_frames(slot.top_ids.data<int>() + i * rows, slot.top_logp.data<float>() + i * rows,
+                          b.enc.host_lens[i], b.k, search_opts.blank, it.tokens);
+      it.pieces = word_pieces(it.tokens, peaks, units, frame_ms, int(std::lround(1e3 * double(it.offset) / rate())));
+    }
+  }
+
+  RecognitionResult stitch(RecognitionResult r, std::vector<Item*>& parts) {
+    for (Item* it : parts) {
+      if (!it->error.empty() && r.error.empty())
+        r.error = parts.size() > 1 ? fmt::format("segment {} at {:.1f} s: {}", it->segment,
+                                                 double(it->offset) / rate(), it->error)
+                                   : it->error;
+    }
+    if (!r.error.empty()) return r;
+    for (Item* it : parts) {
+      const std::string text = tokens_to_text(it->tokens, units);
+      if (!text.empty()) r.text += (r.text.empty() ? "" : piece_separator) + text;
+      r.tokens.insert(r.tokens.end(), it->tokens.begin(), it->tokens.end());
+      r.word_pieces.insert(r.word_pieces.end(), it->pieces.begin(), it->pieces.end());
+      r.score += it->score;
+    }
+    return r;
+  }
+
+  std::vector<RecognitionResult> run(std::vector<EngineInput> inputs, const std::function<void(size_t, size_t)>& progress) {
+    const auto t_start = Clock::now();
+    stats = EngineStats{};
+    stats.device_timed = cfg.device == "cuda";
+    read_s = fbank_s = search_s = finalize_s = 0;
+    std::vector<RecognitionResult> results(inputs.size());
+    std::vector<std::vector<Item>> per_input(inputs.size());
+    pool->parallel_for(inputs.size(), [&](size_t i) {
+      results[i].key = inputs[i].key;
+      try {
+        per_input[i] = plan_input(i, inputs[i], results[i]);
+      } catch (const std::exception& e) {
+        const std::string what = e.what();
+        results[i].error = inputs[i].path.empty() || what.find(inputs[i].path) != std::string::npos
+                               ? what
+                               : fmt::format("audio file '{}': {}", inputs[i].path, what);
+      }
+    });
+    std::vector<Item*> items;
+    std::vector<int64_t> lengths;
+    for (auto& v : per_input)
+      for (Item& it : v) {
+        items.push_back(&it);
+        lengths.push_back(fbank.num_frames(int(std::min<int64_t>(it.planned, INT32_MAX))));
+      }
+    std::deque<Batch> batches;
+    for (const auto& plan : plan_batches(lengths, cfg.batch_size, cfg.batch_frames)) {
+      Batch& b = batches.emplace_back();
+      for (size_t i : plan) b.items.push_back(items[i]);
+      stats.max_batch = std::max(stats.max_batch, int(plan.size()));
+    }
+    // Encoder outputs of the largest batch planned (+ a frame each for resampling's rounding).
+    int64_t store_rows = 0;
+    for (const Batch& b : batches) {
+      const int64_t longest = fbank.num_frames(int(std::min<int64_t>(b.items.front()->planned + kStagingSlack, INT32_MAX)));
+      store_rows = std::max(store_rows, int64_t(b.items.size()) * (asr->subsampled_length(int(longest)) + 1));
+    }
+    for (Slot& slot : slots)
+      if (store_rows > 0 && (slot.store.rows < store_rows || slot.store.max_batch < stats.max_batch))
+        slot.store = asr->make_encoder_store(std::max(stats.max_batch, slot.store.max_batch),
+                                             std::max(store_rows, slot.store.rows));
+    stats.plan_s = seconds_since(t_start);
+
+    // The pipeline: iteration i encodes batch i, finalizes i - 2, rescores i - 1, searches i.
+    const size_t n = batches.size();
+    size_t done_items = 0;
+    auto wait_all = [](std::vector<std::future<void>>& fs, double& acc) {
+      const auto t0 = Clock::now();
+      for (auto& f : fs) f.get();
+      fs.clear();
+      acc += seconds_since(t0);
+    };
+    auto finish = [&](size_t j) {
+      Batch& b = batches[j];
+      const auto t0 = Clock::now();
+      if (b.rescored || !b.live.empty()) backend->wait(b.rescored ? b.f_rescored : b.f_ctc);
+      stats.wait_device_s += seconds_since(t0);
+      if (!b.live.empty()) finalize(b, slots[j % kSlots]);
+    };
+    // Batch j's results are complete (its slot free again) once its finalize tasks are done.
+    auto complete = [&](size_t j) {
+      wait_all(batches[j].finals, stats.wait_search_s);
+      done_items += batches[j].items.size();
+      if (progress) progress(done_items, items.size());
+    };
+    for (size_t i = 0; i < std::min<size_t>(n, kReadAhead); ++i) start_reading(batches[i], int(i % (kReadAhead + 1)), inputs);
+    for (size_t i = 0; i < n + 2; ++i) {
+      if (i < n) {
+        if (i >= kSlots) complete(i - kSlots);
+        wait_all(batches[i].reads, stats.wait_read_s);
+        encode(batches[i], slots[i % kSlots]);
+      }
+      if (i >= 2) finish(i - 2);
+      if (i >= 1 && i - 1 < n) {
+        wait_all(batches[i - 1].searches, stats.wait_search_s);
+        start_rescoring(batches[i - 1], slots[(i - 1) % kSlots]);
+      }
+      if (i < n) {
+        const auto t0 = Clock::now();
+        if (!batches[i].live.empty()) backend->wait(batches[i].f_ctc);
+        stats.wait_device_s += seconds_since(t0);
+        start_search(batches[i], slots[i % kSlots]);
+      }
+      if (i + kReadAhead < n)
+        start_reading(batches[i + kReadAhead], int((i + kReadAhead) % (kReadAhead + 1)), inputs);
+    }
+
+    for (size_t j = n >= kSlots ? n - kSlots : 0; j < n; ++j) complete(j);
+    // Join the segments of each input back into one result.
+    std::vector<std::vector<Item*>> parts(inputs.size());
+    for (Item* it : items) parts[it->input].push_back(it);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (!results[i].error.empty()) {
+        ++stats.failed;
+        continue;
+      }
+      results[i] = stitch(std::move(results[i]), parts[i]);
+      if (!results[i].error.empty()) ++stats.failed;
+      stats.audio_s += results[i].duration_s;
+    }
+    stats.inputs = inputs.size();
+    stats.segments = items.size();
+    stats.batches = n;
+    stats.read_s = read_s;
+    stats.fbank_cpu_s = fbank_s;
+    stats.search_s = search_s;
+    stats.finalize_s = finalize_s;
+    stats.wall_s = seconds_since(t_start);
+    stats.peak_rss_bytes = peak_rss_bytes();
+    stats.device_bytes = backend->device_bytes();
+    stats.cuda_graphs = backend->cached_graphs();
+    return results;
+  }
+};
+
+OfflineEngine::OfflineEngine(ModelDir model, const RecognizerConfig& config)
+    : impl_(std::make_unique<Impl>(std::move(model), config)) {}
+OfflineEngine::~OfflineEngine() = default;
+
+std::vector<RecognitionResult> OfflineEngine::run(std::vector<EngineInput> inputs,
+                                                  const std::function<void(size_t, size_t)>& progress) {
+  return impl_->run(std::move(inputs), progress);
+}
+
+const EngineStats& OfflineEngine::stats() const { return impl_->stats; }
+const ModelDir& OfflineEngine::model() const { return impl_->model; }
+const RecognizerConfig& OfflineEngine::config() const { return impl_->cfg; }
+int OfflineEngine::sample_rate() const { return impl_->rate(); }
+
+}  // namespace wenet_rt
