@@ -69,15 +69,15 @@ std::vector<std::string> make_files(double seconds, const std::string& dir, int 
   return files;
 }
 
-// Raises the random model's blank logit until CTC greedy emits `tokens_per_s` on real speech, as
-// a trained model does (a random one emits a token almost every frame, which makes the search and
-// rescoring far costlier than they are in use). Bisects on the host over the log-probs of a sample.
-float calibrate_blank_bias(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
-                           const std::string& device, const std::string& precision) {
-  RecognizerConfig cfg;
-  cfg.device = device;
-  cfg.precision = precision;
-  // The encoder's CTC log-probs of ~60 s of the files, one utterance at a time.
+// Makes the random model's CTC emit `tokens_per_s` on real speech, as a trained model does. A deep
+// random encoder maps every frame to nearly the same vector, so its CTC repeats one token (about
+// one per utterance after collapsing): far easier on the search and rescoring than real use. So:
+// CTC logits = s * W diag(1 / std h) (h - mean h) + b: each dimension's frame-to-frame variation
+// brought to the same spread and the whole to 3 nats,
+// and the blank logit raised (bisection over ~60 s of the files, on the host) until CTC greedy
+// decoding emits the requested rate.
+void calibrate_ctc(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
+                   const std::string& device, const std::string& precision) {
   std::unique_ptr<Backend> be;
 #ifdef WENET_RT_HAVE_CUDA
   if (device == "cuda") {
@@ -88,57 +88,91 @@ float calibrate_blank_bias(ModelDir& model, const std::vector<std::string>& file
 #endif
   if (!be) be = make_cpu_backend();
   AsrModel asr(model, *be);
-  FbankOptions fo;
-  const Fbank fbank(fo);
-  const int V = model.config.vocab_size, blank = model.config.blank_id;
-  struct Frame {
-    float blank, other;
-    int other_id;
-  };
-  std::vector<std::vector<Frame>> utts;
+  const Fbank fbank{FbankOptions{}};
+  const int V = model.config.vocab_size, blank = model.config.blank_id, D = model.config.encoder.output_size;
+  // Encoder outputs of ~60 s of the files.
+  std::vector<float> h;
+  std::vector<size_t> utt_end;
   double audio_s = 0;
   for (size_t i = 0; i < files.size() && audio_s < 60; ++i) {
-    const Audio a = read_audio(files[i], fo.sample_rate);
+    const Audio a = read_audio(files[i], fbank.options().sample_rate);
     audio_s += a.duration();
     const std::vector<float> feats = fbank.compute(a);
     const int T = int(feats.size() / size_t(fbank.dim()));
     be->reset_arena();
     const EncoderOutput enc = asr.encode(feats.data(), 1, T, &T);
-    std::vector<float> lp(size_t(enc.frames) * size_t(V));
-    be->copy_out(asr.ctc_log_probs(enc), lp.data());
-    std::vector<Frame> frames;
-    for (int t = 0; t < enc.host_lens[0]; ++t) {
-      const float* row = lp.data() + size_t(t) * size_t(V);
-      Frame f{row[blank], -INFINITY, -1};
-      for (int v = 0; v < V; ++v)
-        if (v != blank && row[v] > f.other) f.other = row[v], f.other_id = v;
-      frames.push_back(f);
-    }
-    utts.push_back(std::move(frames));
+    std::vector<float> out(size_t(enc.frames) * size_t(D));
+    be->copy_out(enc.out, out.data());
+    h.insert(h.end(), out.begin(), out.begin() + long(size_t(enc.host_lens[0]) * size_t(D)));
+    utt_end.push_back(h.size() / size_t(D));
   }
-  auto rate_at = [&](float bias) {
+  const size_t frames = h.size() / size_t(D);
+  std::vector<double> mean(size_t(D), 0.0), var(size_t(D), 0.0);
+  for (size_t t = 0; t < frames; ++t)
+    for (int d = 0; d < D; ++d) mean[size_t(d)] += h[t * size_t(D) + size_t(d)] / double(frames);
+  for (size_t t = 0; t < frames; ++t)
+    for (int d = 0; d < D; ++d) var[size_t(d)] += std::pow(h[t * size_t(D) + size_t(d)] - mean[size_t(d)], 2) / double(frames);
+  // Each dimension's variation brought to unit spread, so that no few directions dominate.
+  for (int d = 0; d < D; ++d) {
+    const double inv = 1.0 / std::sqrt(var[size_t(d)] + 1e-12);
+    for (size_t t = 0; t < frames; ++t) h[t * size_t(D) + size_t(d)] = float(mean[size_t(d)] + (h[t * size_t(D) + size_t(d)] - mean[size_t(d)]) * inv);
+  }
+  HostTensor& W = model.weights.at("ctc.ctc_lo.weight");
+  HostTensor& b = model.weights.at("ctc.ctc_lo.bias");
+  // z = W (h - mean): the part of the logits that varies from frame to frame.
+  std::vector<float> z(frames * size_t(V));
+  double sq = 0;
+  for (size_t t = 0; t < frames; ++t)
+    for (int v = 0; v < V; ++v) {
+      const float* w = W.data<float>() + size_t(v) * size_t(D);
+      double acc = 0;
+      for (int d = 0; d < D; ++d) acc += w[d] * (h[t * size_t(D) + size_t(d)] - mean[size_t(d)]);
+      z[t * size_t(V) + size_t(v)] = float(acc);
+      sq += acc * acc;
+    }
+  const double scale = 3.0 / std::sqrt(sq / double(z.size()) + 1e-30);
+  auto rate_at = [&](double bias) {
     size_t tokens = 0;
-    for (const auto& u : utts) {
-      int prev = -1;
-      for (const Frame& f : u) {
-        const int id = f.blank + bias >= f.other ? blank : f.other_id;
+    for (size_t u = 0, t = 0; u < utt_end.size(); ++u) {
+      for (int prev = -1; t < utt_end[u]; ++t) {
+        int id = blank;
+        double best = scale * z[t * size_t(V) + size_t(blank)] + b.data<float>()[blank] + bias;
+        for (int v = 0; v < V; ++v) {
+          const double l = scale * z[t * size_t(V) + size_t(v)] + b.data<float>()[v];
+          if (v != blank && l > best) best = l, id = v;
+        }
         if (id != prev && id != blank) ++tokens;
         prev = id;
       }
     }
     return double(tokens) / audio_s;
   };
-  float lo = -50.f, hi = 50.f;
-  for (int i = 0; i < 40; ++i) {
-    const float mid = 0.5f * (lo + hi);
+  // The rate rises with the blank's logit first (blanks split runs of one token into several),
+  // then falls: take the falling side, from the highest raise that still reaches the rate.
+  double lo = -20, hi = 40;
+  for (double x = hi; x >= lo; x -= 1.0)
+    if (rate_at(x) >= tokens_per_s) {
+      lo = x;
+      hi = x + 1.0;
+      break;
+    }
+  for (int i = 0; i < 30; ++i) {
+    const double mid = 0.5 * (lo + hi);
     (rate_at(mid) > tokens_per_s ? lo : hi) = mid;
   }
-  const float bias = hi;
-  HostTensor& b = model.weights.at("ctc.ctc_lo.bias");
-  b.data<float>()[blank] += bias;
-  fmt::print(stderr, "blank logit raised by {:.2f}: CTC greedy emits {:.1f} tokens/s (was {:.1f})\n", bias,
-             rate_at(bias), rate_at(0.f));
-  return bias;
+  const double rate = rate_at(hi);
+  // Fold it all into the weights: W' = s W diag(1 / std), b' = b - W' mean (+ the blank's raise).
+  for (int v = 0; v < V; ++v) {
+    float* w = W.data<float>() + size_t(v) * size_t(D);
+    double wm = 0;
+    for (int d = 0; d < D; ++d) {
+      w[d] = float(w[d] * scale / std::sqrt(var[size_t(d)] + 1e-12));
+      wm += double(w[d]) * mean[size_t(d)];
+    }
+    b.data<float>()[v] = float(b.data<float>()[v] - wm + (v == blank ? hi : 0.0));
+  }
+  fmt::print(stderr, "CTC calibrated on {:.0f} s: whitened logits x{:.2f} around their mean, blank +{:.2f}: greedy "
+             "emits {:.1f} tokens/s\n", audio_s, scale, hi, rate);
 }
 
 struct Run {
@@ -168,7 +202,7 @@ int run_bench_e2e(const BenchOptions& o) {
   std::vector<std::string> files = o.e2e;
   const std::string dir = (fs::temp_directory_path() / "wenet_rt_bench_e2e").string();
   if (files.empty()) files = make_files(o.e2e_seconds, dir + "/audio", rate);
-  if (random) calibrate_blank_bias(model, files, o.token_rate, o.device, o.precision);
+  if (random) calibrate_ctc(model, files, o.token_rate, o.device, o.precision);
 
   RecognizerConfig cfg;
   cfg.device = o.device;

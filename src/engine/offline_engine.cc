@@ -206,6 +206,31 @@ struct OfflineEngine::Impl {
     segment_opts.min_seconds = std::min(segment_opts.min_seconds, segment_opts.max_seconds / 4);
     segment_opts.validate();
     pool = std::make_unique<ThreadPool>(threads);
+    reserve_buffers();
+  }
+
+  // Buffers for the largest batch the options allow, so that runs allocate nothing: a batch holds
+  // at most batch_frames padded frames, or one segment of up to max_seconds.
+  void reserve_buffers() {
+    Backend& be = *backend;
+    const int64_t shift = fbank.frame_shift();
+    const int64_t frames = std::max<int64_t>(cfg.batch_frames, int64_t(segment_opts.max_seconds * rate() / shift) + 1);
+    const int64_t rows = frames / subsampling_rate(model.config.encoder.input_layer) + cfg.batch_size;
+    const size_t hyps = size_t(cfg.batch_size) * size_t(cfg.beam), width = 128;
+    for (Slot& slot : slots) {
+      slot.store = asr->make_encoder_store(cfg.batch_size, rows);
+      slot.top_ids.get<int>(be, size_t(rows) * size_t(top_k()));
+      slot.top_logp.get<float>(be, size_t(rows) * size_t(top_k()));
+      if (cfg.mode != DecodeMode::kAttentionRescoring) continue;
+      slot.dec_lens.get<int>(be, hyps);
+      for (auto* b : {&slot.dec_ids[0], &slot.dec_ids[1], &slot.dec_targets[0], &slot.dec_targets[1]})
+        b->get<int>(be, hyps * width);
+      slot.l2r.get<float>(be, hyps * width);
+      if (rescore.reverse_weight > 0) slot.r2l.get<float>(be, hyps * width);
+    }
+    if (gpu_frontend())
+      for (HostBuffer& s : staging)
+        s.get<float>(be, size_t((frames + 3 * cfg.batch_size) * shift + cfg.batch_size * kStagingSlack));
   }
 
   bool gpu_frontend() const {
@@ -530,16 +555,6 @@ struct OfflineEngine::Impl {
       for (size_t i : plan) b.items.push_back(items[i]);
       stats.max_batch = std::max(stats.max_batch, int(plan.size()));
     }
-    // Encoder outputs of the largest batch planned (+ a frame each for resampling's rounding).
-    int64_t store_rows = 0;
-    for (const Batch& b : batches) {
-      const int64_t longest = fbank.num_frames(int(std::min<int64_t>(b.items.front()->planned + kStagingSlack, INT32_MAX)));
-      store_rows = std::max(store_rows, int64_t(b.items.size()) * (asr->subsampled_length(int(longest)) + 1));
-    }
-    for (Slot& slot : slots)
-      if (store_rows > 0 && (slot.store.rows < store_rows || slot.store.max_batch < stats.max_batch))
-        slot.store = asr->make_encoder_store(std::max(stats.max_batch, slot.store.max_batch),
-                                             std::max(store_rows, slot.store.rows));
     stats.plan_s = seconds_since(t_start);
 
     // The pipeline: iteration i encodes batch i, finalizes i - 2, rescores i - 1, searches i.

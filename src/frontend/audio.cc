@@ -126,17 +126,22 @@ Audio read_audio(const std::string& path, int target_rate) {
   // The header's frame count is only a claim (FLAC and Ogg state it up front, so a 2 KB file can
   // declare 2^31 samples): reserve at most ~4 M samples and let decoded samples grow the buffer.
   constexpr sf_count_t kMaxReserve = sf_count_t(1) << 22;
-  audio.samples.reserve(static_cast<size_t>(std::min(info.frames, kMaxReserve)));
+  audio.samples.reserve(static_cast<size_t>(std::min(info.frames, kMaxReserve)) + 4096);  // + one read block
   constexpr sf_count_t kBlockFrames = 4096;
-  std::vector<float> block(static_cast<size_t>(kBlockFrames) * info.channels);
+  std::vector<float> block(info.channels > 1 ? static_cast<size_t>(kBlockFrames) * info.channels : 0);
   for (;;) {
-    const sf_count_t got = sf_readf_float(file.get(), block.data(), kBlockFrames);
+    // Mono decodes straight into the samples; otherwise the first channel is picked from a block.
+    const size_t have = audio.samples.size();
+    if (info.channels == 1) audio.samples.resize(have + kBlockFrames);
+    float* out = info.channels == 1 ? audio.samples.data() + have : block.data();
+    const sf_count_t got = sf_readf_float(file.get(), out, kBlockFrames);
+    if (info.channels == 1) audio.samples.resize(have + size_t(std::max<sf_count_t>(got, 0)));
     if (got <= 0) break;
-    if (static_cast<long long>(audio.samples.size()) + got > kMaxSamples) {
+    if (static_cast<long long>(have) + got > kMaxSamples) {
       fail("audio file '{}': expected at most {} samples per channel, it decodes to more", path,
            kMaxSamples);
     }
-    for (sf_count_t i = 0; i < got; ++i) audio.samples.push_back(block[i * info.channels]);
+    for (sf_count_t i = 0; info.channels > 1 && i < got; ++i) audio.samples.push_back(block[i * info.channels]);
   }
   if (sf_error(file.get()) != SF_ERR_NO_ERROR) {
     fail("audio file '{}': decoding failed after {} samples (libsndfile: {})", path,

@@ -24,6 +24,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_arena.h"
 #include "backend/cuda/kernels/kernels.h"
+#include "backend/cuda/pinned_staging.h"
 
 namespace wenet_rt {
 namespace {
@@ -185,8 +186,8 @@ class CudaBackend final : public Backend {
     if (rows * cols == 0) return;
     if (dst.dtype == DType::kF16) {  // host float32 -> staging -> convert on the device
       ensure_staging(size_t(rows * cols) * sizeof(float));
-      WENET_CUDA_CHECK(cudaMemcpyAsync(staging_.ptr, host, size_t(rows * cols) * sizeof(float),
-                                       cudaMemcpyHostToDevice, stream_));
+      upload_2d(staging_.ptr, size_t(cols) * sizeof(float), host, size_t(cols) * sizeof(float),
+                size_t(cols) * sizeof(float), size_t(rows));
       ck::convert_copy_2d(staging_.ptr, cols, false, dst.data, dst.row_stride(), true, rows, cols, stream_);
       after_launch("copy_in");
       return;
@@ -194,8 +195,7 @@ class CudaBackend final : public Backend {
     WENET_CHECK(dst.dtype == DType::kF32 || dst.dtype == DType::kI32, "copy_in: unsupported dtype {}",
                 dtype_name(dst.dtype));
     const size_t es = dtype_size(dst.dtype);
-    WENET_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, size_t(dst.row_stride()) * es, host, size_t(cols) * es,
-                                       size_t(cols) * es, size_t(rows), cudaMemcpyHostToDevice, stream_));
+    upload_2d(dst.data, size_t(dst.row_stride()) * es, host, size_t(cols) * es, size_t(cols) * es, size_t(rows));
     after_launch("copy_in");
   }
 
@@ -642,6 +642,19 @@ class CudaBackend final : public Backend {
     fail("embed: token id {} out of range [0, {})", id, V);
   }
 
+  // Host -> device on the stream. From page-locked memory directly; from pageable memory through
+  // pinned_ (a direct copy would first wait for all the stream's queued work).
+  void upload_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows) {
+    cudaPointerAttributes a{};
+    const bool pinned = cudaPointerGetAttributes(&a, src) == cudaSuccess && a.type == cudaMemoryTypeHost;
+    cudaGetLastError();
+    if (pinned) {
+      WENET_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyHostToDevice, stream_));
+    } else {
+      pinned_.copy_2d(dst, dst_pitch, src, src_pitch, width, rows, stream_);
+    }
+  }
+
   void ensure_staging(size_t bytes) {
     if (staging_.bytes >= bytes) return;
     WENET_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
@@ -684,6 +697,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CublasLtGemm> gemm_;
   std::vector<DeviceBuffer> weights_;
   DeviceBuffer staging_;
+  PinnedStaging pinned_;
   int32_t* error_flag_ = nullptr;         // host view of the mapped error record {set, id, V}
   int32_t* error_flag_device_ = nullptr;  // device view
   std::unordered_map<std::string, GraphExec> graphs_cache_;

@@ -7,6 +7,7 @@
 #include <map>
 #include <utility>
 
+#include "backend/cuda/pinned_staging.h"
 #include "core/error.h"
 #include "frontend/cuda/fbank_kernels.h"
 
@@ -81,13 +82,12 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Ordered on `stream` (pageable host memory: the call returns once `host` has been read).
+// Ordered on `stream`, through page-locked staging (a copy straight from pageable memory would
+// make the host wait for the stream's earlier work); returns once `host` has been read.
 template <typename T>
-void upload(DeviceBuffer& buffer, const std::vector<T>& host, cudaStream_t stream) {
+void upload(DeviceBuffer& buffer, const std::vector<T>& host, cudaStream_t stream, PinnedStaging& staging) {
   buffer.reserve(std::max<size_t>(1, host.size()) * sizeof(T));
-  if (!host.empty())
-    FBANK_CUDA_CHECK(cudaMemcpyAsync(buffer.as<void>(), host.data(), host.size() * sizeof(T),
-                                     cudaMemcpyHostToDevice, stream));
+  staging.copy(buffer.as<void>(), host.data(), host.size() * sizeof(T), stream);
 }
 
 bool is_device_pointer(const void* p) {
@@ -112,6 +112,7 @@ struct CudaFbank::State {
   DeviceBuffer window, mel_first_bin, mel_offsets, mel_weights;
   DeviceBuffer samples, offsets, frames, frame_rows, spectrum, feats;
   std::map<int64_t, cufftHandle> plans;  // bucket rows -> batched R2C plan
+  PinnedStaging staging;
   std::vector<int64_t> offsets_host;
   cudaStream_t stream = nullptr;
 
@@ -144,7 +145,7 @@ CudaFbank::CudaFbank(const FbankOptions& options) : cpu_(options), state_(std::m
               cpu_.frame_length(), cpu_.fft_size());
 
   // The CPU Fbank's own tables, so that both implementations weigh exactly the same.
-  upload(state_->window, cpu_.window(), nullptr);
+  upload(state_->window, cpu_.window(), nullptr, state_->staging);
   std::vector<int> first_bin(dim()), offsets(dim() + 1, 0);
   std::vector<float> weights;
   for (int m = 0; m < dim(); ++m) {
@@ -153,9 +154,9 @@ CudaFbank::CudaFbank(const FbankOptions& options) : cpu_(options), state_(std::m
     weights.insert(weights.end(), w.begin(), w.end());
     offsets[m + 1] = static_cast<int>(weights.size());
   }
-  upload(state_->mel_first_bin, first_bin, nullptr);
-  upload(state_->mel_offsets, offsets, nullptr);
-  upload(state_->mel_weights, weights, nullptr);
+  upload(state_->mel_first_bin, first_bin, nullptr, state_->staging);
+  upload(state_->mel_offsets, offsets, nullptr, state_->staging);
+  upload(state_->mel_weights, weights, nullptr, state_->staging);
   FBANK_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
@@ -196,8 +197,8 @@ void CudaFbank::compute(const float* samples, const std::vector<int>& lengths, c
   max_frames_ = max_frames;
   if (batch == 0) return;
 
-  upload(s.frames, frames_, stream);
-  upload(s.offsets, s.offsets_host, stream);
+  upload(s.frames, frames_, stream, s.staging);
+  upload(s.offsets, s.offsets_host, stream, s.staging);
   const int64_t rows = static_cast<int64_t>(batch) * max_frames;
   s.feats.reserve(std::max<int64_t>(1, rows) * dim() * sizeof(float));
   if (max_frames == 0) return;  // every waveform shorter than one frame
