@@ -26,16 +26,27 @@ constexpr size_t smem_bytes() {
 
 // Rows [k0, k0 + kBK) of a [T, *] head slice into shared memory (stride DK + 8); rows >= kend and
 // dims >= dk become 0, so masked keys contribute exact zeros.
+// How a head slice can be read: 16 bytes at a time (dk % 8 == 0, aligned), 4 bytes (dk even, e.g.
+// the 36-dim heads of a 144-dim model), or one half at a time.
+enum Loads : int { kScalar = 0, kHalf2 = 1, kVec8 = 2 };
+
 template <int DK>
 __device__ __forceinline__ void stage_tile(__half* dst, const __half* src, int64_t ld, int k0, int kend, int dk,
-                                           bool vec) {
+                                           int loads) {
   constexpr int LDS = DK + 8;
-  if (vec) {  // 16-byte loads (aligned head slices, dk % 8 == 0)
+  if (loads == kVec8) {
     for (int e = threadIdx.x; e < kBK * DK / 8; e += kThreads) {
       const int j = e / (DK / 8), d = (e % (DK / 8)) * 8;
       uint4 v = make_uint4(0, 0, 0, 0);
       if (k0 + j < kend && d < dk) v = *reinterpret_cast<const uint4*>(src + int64_t(k0 + j) * ld + d);
       *reinterpret_cast<uint4*>(dst + j * LDS + d) = v;
+    }
+  } else if (loads == kHalf2) {  // d < dk implies d + 1 < dk for even dk
+    for (int e = threadIdx.x; e < kBK * DK / 2; e += kThreads) {
+      const int j = e / (DK / 2), d = (e % (DK / 2)) * 2;
+      __half2 v = __float2half2_rn(0.f);
+      if (k0 + j < kend && d < dk) v = *reinterpret_cast<const __half2*>(src + int64_t(k0 + j) * ld + d);
+      *reinterpret_cast<__half2*>(dst + j * LDS + d) = v;
     }
   } else {
     for (int e = threadIdx.x; e < kBK * DK; e += kThreads) {
@@ -46,7 +57,7 @@ __device__ __forceinline__ void stage_tile(__half* dst, const __half* src, int64
 }
 
 template <int DK, bool REL>
-__global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams p, float scale_log2, bool vec) {
+__global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams p, float scale_log2, int loads) {
   constexpr int LDS = DK + 8, KSTEPS = DK / 16, DTILES = DK / 8, NTILES = kBK / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __half* Ks = reinterpret_cast<__half*>(smem_raw);  // [kBK][LDS]
@@ -73,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
     float x[8] = {};
     if (q0 + r < Tq && d0 < dk) {
       const __half* src = q + int64_t(q0 + r) * p.ldq + d0;
-      if (vec) {
+      if (loads == kVec8) {
         const uint4 raw = *reinterpret_cast<const uint4*>(src);
         const __half* hv = reinterpret_cast<const __half*>(&raw);
 #pragma unroll
@@ -115,9 +126,9 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
 
   for (int k0 = 0; k0 < kend; k0 += kBK) {
     __syncthreads();  // the previous tile's readers are done
-    stage_tile<DK>(Ks, k, p.ldk, k0, kend, dk, vec);
-    stage_tile<DK>(Vs, v, p.ldv, k0, kend, dk, vec);
-    if constexpr (REL) stage_tile<DK>(Ps, pos, p.ldp, k0, kend, dk, vec);
+    stage_tile<DK>(Ks, k, p.ldk, k0, kend, dk, loads);
+    stage_tile<DK>(Vs, v, p.ldv, k0, kend, dk, loads);
+    if constexpr (REL) stage_tile<DK>(Ps, pos, p.ldp, k0, kend, dk, loads);
     __syncthreads();
     const int kn = min(kBK, kend - k0);
 
@@ -207,8 +218,6 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
   }
 }
 
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
-
 template <int DK, bool REL>
 void launch(const AttentionParams& p, cudaStream_t stream) {
   constexpr size_t smem = smem_bytes<DK, REL>();
@@ -221,11 +230,17 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
       return;  // the error stays pending for the caller's cudaGetLastError()
     opted_in[device] = true;
   }
-  const bool vec = p.dk % 8 == 0 && aligned16(p.q) && aligned16(p.k) && aligned16(p.v) && p.ldq % 8 == 0 &&
-                   p.ldk % 8 == 0 && p.ldv % 8 == 0 && (!REL || (aligned16(p.pos) && p.ldp % 8 == 0));
+  const auto aligned_to = [&](int elems) {
+    const uintptr_t bytes = uintptr_t(elems) * 2 - 1;
+    return p.dk % elems == 0 && (reinterpret_cast<uintptr_t>(p.q) & bytes) == 0 &&
+           (reinterpret_cast<uintptr_t>(p.k) & bytes) == 0 && (reinterpret_cast<uintptr_t>(p.v) & bytes) == 0 &&
+           p.ldq % elems == 0 && p.ldk % elems == 0 && p.ldv % elems == 0 &&
+           (!REL || ((reinterpret_cast<uintptr_t>(p.pos) & bytes) == 0 && p.ldp % elems == 0));
+  };
+  const int loads = aligned_to(8) ? kVec8 : aligned_to(2) ? kHalf2 : kScalar;
   const dim3 grid(unsigned((p.Tq + kBQ - 1) / kBQ), unsigned(p.heads), unsigned(p.Bq));
   const float scale_log2 = 1.4426950408889634f / sqrtf(float(p.dk));
-  attention_mma_kernel<DK, REL><<<grid, kThreads, smem, stream>>>(p, scale_log2, vec);
+  attention_mma_kernel<DK, REL><<<grid, kThreads, smem, stream>>>(p, scale_log2, loads);
 }
 
 template <bool REL>
