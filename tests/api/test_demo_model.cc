@@ -8,10 +8,13 @@
 #include <map>
 #include <sstream>
 
+#include "common/word_errors.h"
 #include "wenet_rt/recognizer.h"
 
 namespace wenet_rt {
 namespace {
+
+using testing::edit_distance;
 
 const std::string kModel = std::string(WENET_SOURCE_DIR) + "/models/demo";
 
@@ -26,18 +29,6 @@ std::map<std::string, std::vector<std::string>> read_text(const std::string& pat
     while (s >> w) out[key].push_back(w);
   }
   return out;
-}
-
-size_t edit_distance(const std::vector<std::string>& a, const std::vector<std::string>& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
 }
 
 std::vector<std::pair<std::string, std::string>> wavs_of(const std::string& dir,

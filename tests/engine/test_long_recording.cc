@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/word_errors.h"
 #include "engine/offline_engine.h"
 #include "frontend/audio.h"
 
@@ -17,25 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> split_words(const std::string& s) {
-  std::istringstream in(s);
-  std::vector<std::string> w;
-  for (std::string x; in >> x;) w.push_back(x);
-  return w;
-}
-
-// Edit distance between word sequences.
-size_t word_errors(const std::vector<std::string>& ref, const std::vector<std::string>& hyp) {
-  std::vector<size_t> prev(hyp.size() + 1), cur(hyp.size() + 1);
-  for (size_t j = 0; j <= hyp.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= ref.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= hyp.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ref[i - 1] == hyp[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[hyp.size()];
-}
+using testing::edit_distance;
+using testing::split_words;
 
 // The shipped examples, each followed by 0.8 s of quiet noise (-60 dB), repeated to `seconds`:
 // the reference text is theirs, repeated.
@@ -76,7 +60,7 @@ TEST(LongRecording, AnHourComesBackAsOneResult) {
   EXPECT_NEAR(r.duration_s, duration, 1e-6);
   EXPECT_GE(r.segments, int(duration / 30));  // at most 30 s each
   const std::vector<std::string> hyp = split_words(r.text);
-  const double wer = double(word_errors(ref, hyp)) / double(ref.size());
+  const double wer = double(edit_distance(ref, hyp)) / double(ref.size());
   std::printf("%zu words, %d segments, WER %.3f%%, %s\n", ref.size(), r.segments, 100 * wer,
               engine.stats().describe().c_str());
   // Every example alone is transcribed exactly; cut out of the long file with some of the pause
