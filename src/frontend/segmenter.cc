@@ -37,6 +37,8 @@ void SegmentOptions::validate() const {
   WENET_CHECK(std::isfinite(pause_seconds) && pause_seconds > 0, "segmenter: expected pause_seconds > 0, got {}",
               pause_seconds);
   WENET_CHECK(std::isfinite(silence_db) && silence_db > 0, "segmenter: expected silence_db > 0, got {}", silence_db);
+  WENET_CHECK(finite_at_least(keep_pause_seconds, 0), "segmenter: expected keep_pause_seconds >= 0, got {}",
+              keep_pause_seconds);
 }
 
 std::string SegmentOptions::describe() const {
@@ -123,8 +125,10 @@ std::vector<Segment> split_into_utterances(const float* samples, int64_t n, int 
   const int64_t min_pause = std::max<int64_t>(1, int64_t(o.pause_seconds * sample_rate / double(frame)));
   const int64_t min_len = int64_t(o.min_seconds * sample_rate);
 
-  // Cuts at the middle of each pause long enough, once the piece before it is long enough.
-  std::vector<int64_t> cuts{0};
+  // Utterances between the pauses long enough (once the piece before is long enough), each
+  // keeping up to `keep` samples of the pause on either side.
+  const int64_t keep = int64_t(o.keep_pause_seconds * sample_rate);
+  std::vector<Segment> pieces{{0, n}};
   for (int64_t f = 0; f < frames;) {
     if (db[size_t(f)] >= threshold) {
       ++f;
@@ -132,16 +136,18 @@ std::vector<Segment> split_into_utterances(const float* samples, int64_t n, int 
     }
     int64_t end = f;
     while (end < frames && db[size_t(end)] < threshold) ++end;
-    const int64_t cut = std::min(n, (f + end) / 2 * frame);
-    if (end - f >= min_pause && end < frames && cut - cuts.back() >= min_len && n - cut >= min_len) cuts.push_back(cut);
+    const int64_t middle = std::min(n, (f + end) / 2 * frame);
+    if (end - f >= min_pause && end < frames && middle - pieces.back().begin >= min_len && n - middle >= min_len) {
+      pieces.back().end = std::min(middle, f * frame + keep);
+      pieces.push_back({std::max(middle, std::min(n, end * frame) - keep), n});
+    }
     f = end;
   }
-  cuts.push_back(n);
   std::vector<Segment> out;
-  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-    for (Segment s : split_at_pauses(samples + cuts[i], cuts[i + 1] - cuts[i], sample_rate, o)) {
-      s.begin += cuts[i];
-      s.end += cuts[i];
+  for (const Segment& piece : pieces) {
+    for (Segment s : split_at_pauses(samples + piece.begin, piece.end - piece.begin, sample_rate, o)) {
+      s.begin += piece.begin;
+      s.end += piece.begin;
       out.push_back(s);
     }
   }

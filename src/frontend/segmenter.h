@@ -36,6 +36,7 @@ struct SegmentOptions {
   // silence_db below the recording's speech level (its 95th percentile frame power).
   double pause_seconds = 0.5;
   double silence_db = 35;
+  double keep_pause_seconds = 0.2;  // of a pause, kept at each side of a cut; the rest is left out
 
   // Throws wenet_rt::Error naming the bad option ("expected X, got Y"). Requires
   // min_seconds <= (1 - search_from) * max_seconds, so that the cut window is never empty.
@@ -52,11 +53,13 @@ struct Segment {
 // sample at this rate).
 std::vector<Segment> split_at_pauses(const float* samples, int64_t n, int sample_rate, const SegmentOptions& o = {});
 
-// A long recording cut into utterances, as a VAD would: at the middle of every pause (see
-// pause_seconds) once the current piece holds at least min_seconds, then any piece still longer
-// than max_seconds split by split_at_pauses. Models are trained on single utterances of a few
-// seconds; one 30 s window of several sentences decodes worse than its sentences one by one.
-// Covers [0, n) contiguously, like split_at_pauses.
+// A long recording cut into utterances, as a VAD would: at every pause (see pause_seconds) once
+// the current piece holds at least min_seconds, then any piece still longer than max_seconds split
+// by split_at_pauses. Models are trained on single utterances of a few seconds with little silence
+// around them: one 30 s window of several sentences, or a sentence with half a second of silence
+// before it, decodes worse. So a cut keeps keep_pause_seconds of the pause on each side and leaves
+// the middle out: segments are in order and never overlap, their gaps are silence, and the first
+// begins at 0, the last ends at n.
 std::vector<Segment> split_into_utterances(const float* samples, int64_t n, int sample_rate,
                                            const SegmentOptions& o = {});
 

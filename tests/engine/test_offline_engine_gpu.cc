@@ -10,6 +10,7 @@
 
 #include "api/e2e_goldens.h"
 #include "common/cuda_device.h"
+#include "common/word_errors.h"
 #include "engine/offline_engine.h"
 #include "frontend/audio.h"
 
@@ -107,9 +108,11 @@ TEST(OfflineEngineCuda, LongRecordingComesBackAsOneResult) {
   ASSERT_EQ(r.error, "");
   EXPECT_GE(r.segments, 30);  // cut in (nearly) every one of the 39 pauses
   EXPECT_NEAR(r.duration_s, duration, 1e-6);
-  // Word count within 10% of the reference, timestamps in order and within the recording.
-  auto words = [](const std::string& s) { return std::count(s.begin(), s.end(), ' ') + 1; };
-  EXPECT_NEAR(double(words(r.text)), double(words(ref)), 0.1 * double(words(ref)));
+  // The text (the CPU engine makes no error on the same kind of file), timestamps in order and
+  // within the recording.
+  const auto ref_words = testing::split_words(ref);
+  EXPECT_LE(double(testing::edit_distance(ref_words, testing::split_words(r.text))), 0.02 * double(ref_words.size()))
+      << r.text;
   for (size_t j = 1; j < r.word_pieces.size(); ++j) ASSERT_GE(r.word_pieces[j].start_ms, r.word_pieces[j - 1].start_ms);
   EXPECT_LE(r.word_pieces.back().end_ms, int(duration * 1000));
   EXPECT_GE(r.word_pieces.back().end_ms, int(duration * 1000) - 3000);
