@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/op_checks.h"
 
 namespace wenet_rt {
 namespace {
@@ -243,18 +244,7 @@ class CpuBackend final : public Backend {
                          const Tensor& blank_logp) override {
     const int64_t M = x.rows(), V = x.cols(), k = top_ids.cols();
     WENET_CHECK(x.dtype == DType::kF32, "log_softmax_top_k: expected x float32, got {}", dtype_name(x.dtype));
-    WENET_CHECK(top_ids.dtype == DType::kI32, "log_softmax_top_k: expected top_ids int32, got {}",
-                dtype_name(top_ids.dtype));
-    WENET_CHECK(top_logp.dtype == DType::kF32 && blank_logp.dtype == DType::kF32,
-                "log_softmax_top_k: expected top_logp and blank_logp float32, got {} and {}",
-                dtype_name(top_logp.dtype), dtype_name(blank_logp.dtype));
-    WENET_CHECK(k >= 1 && k <= V, "log_softmax_top_k: expected k in [1, {}] (the row length), got {}", V, k);
-    WENET_CHECK(top_ids.rows() == M && top_logp.rows() == M && top_logp.cols() == k,
-                "log_softmax_top_k: expected top_ids and top_logp [{}, {}], got [{}, {}] and [{}, {}]", M, k,
-                top_ids.rows(), k, top_logp.rows(), top_logp.cols());
-    WENET_CHECK(blank_logp.numel() == M && (blank_logp.ld == 0 || blank_logp.ld == blank_logp.cols()),
-                "log_softmax_top_k: expected blank_logp [{}] (contiguous), got {} values", M, blank_logp.numel());
-    WENET_CHECK(blank >= 0 && blank < V, "log_softmax_top_k: expected blank in [0, {}), got {}", V, blank);
+    check_log_softmax_top_k(x, blank, top_ids, top_logp, blank_logp);
     for (int64_t m = 0; m < M; ++m) {
       const float* in = x.ptr<float>() + m * x.row_stride();
       const float lse = log_sum_exp(in, V);
@@ -281,20 +271,8 @@ class CpuBackend final : public Backend {
     WENET_CHECK(x.dtype == DType::kF32 && w.w.dtype == DType::kF32 && (!w.b.data || w.b.dtype == DType::kF32),
                 "linear_log_softmax_gather: expected x, W and bias float32, got {}, {} and {}", dtype_name(x.dtype),
                 dtype_name(w.w.dtype), w.b.data ? dtype_name(w.b.dtype) : "none");
-    WENET_CHECK(w.w.rank == 2 && w.w.dim(1) == K && (w.w.ld == 0 || w.w.ld == K),
-                "linear_log_softmax_gather: expected W [N, {}] (contiguous), got [{}, {}]", K, w.w.dim(0),
-                w.w.rank > 1 ? w.w.dim(1) : 0);
+    check_linear_log_softmax_gather(x, w, vocab, targets, out);
     const int64_t N = w.w.dim(0);
-    WENET_CHECK(vocab >= 1 && vocab <= N, "linear_log_softmax_gather: expected vocab in [1, {}] (W's rows), got {}", N,
-                vocab);
-    WENET_CHECK(!w.b.data || w.b.numel() == N, "linear_log_softmax_gather: expected bias [{}], got {} values", N,
-                w.b.numel());
-    WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == M && (targets.ld == 0 || targets.ld == targets.cols()),
-                "linear_log_softmax_gather: expected targets int32 [{}] (contiguous), got {} [{} values]", M,
-                dtype_name(targets.dtype), targets.numel());
-    WENET_CHECK(out.dtype == DType::kF32 && out.numel() == M && (out.ld == 0 || out.ld == out.cols()),
-                "linear_log_softmax_gather: expected out float32 [{}] (contiguous), got {} [{} values]", M,
-                dtype_name(out.dtype), out.numel());
     const int32_t* tgt = targets.ptr<int32_t>();
     for (int64_t m = 0; m < M; ++m)
       WENET_CHECK(tgt[m] >= -1 && tgt[m] < vocab,

@@ -25,6 +25,7 @@
 #include "backend/cuda/device_arena.h"
 #include "backend/cuda/kernels/kernels.h"
 #include "backend/cuda/pinned_staging.h"
+#include "backend/op_checks.h"
 
 namespace wenet_rt {
 namespace {
@@ -552,18 +553,7 @@ class CudaBackend final : public Backend {
     begin_op("log_softmax_top_k");
     const int64_t M = x.rows(), V = x.cols(), k = top_ids.cols();
     expect_act(x, "log_softmax_top_k", "x");
-    WENET_CHECK(top_ids.dtype == DType::kI32, "log_softmax_top_k: expected top_ids int32, got {}",
-                dtype_name(top_ids.dtype));
-    WENET_CHECK(top_logp.dtype == DType::kF32 && blank_logp.dtype == DType::kF32,
-                "log_softmax_top_k: expected top_logp and blank_logp float32, got {} and {}",
-                dtype_name(top_logp.dtype), dtype_name(blank_logp.dtype));
-    WENET_CHECK(k >= 1 && k <= V, "log_softmax_top_k: expected k in [1, {}] (the row length), got {}", V, k);
-    WENET_CHECK(top_ids.rows() == M && top_logp.rows() == M && top_logp.cols() == k,
-                "log_softmax_top_k: expected top_ids and top_logp [{}, {}], got [{}, {}] and [{}, {}]", M, k,
-                top_ids.rows(), k, top_logp.rows(), top_logp.cols());
-    WENET_CHECK(blank_logp.numel() == M && (blank_logp.ld == 0 || blank_logp.ld == blank_logp.cols()),
-                "log_softmax_top_k: expected blank_logp [{}] (contiguous), got {} values", M, blank_logp.numel());
-    WENET_CHECK(blank >= 0 && blank < V, "log_softmax_top_k: expected blank in [0, {}), got {}", V, blank);
+    check_log_softmax_top_k(x, blank, top_ids, top_logp, blank_logp);
     ck::log_softmax_top_k(x.data, x.row_stride(), M, V, int(k), blank, top_ids.ptr<int32_t>(), top_ids.row_stride(),
                           top_logp.ptr<float>(), top_logp.row_stride(), blank_logp.ptr<float>(), f16(), stream_);
     after_launch("log_softmax_top_k");
@@ -760,21 +750,8 @@ void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights
   expect_act(x, "linear_log_softmax_gather", "x");
   expect_act(w.w, "linear_log_softmax_gather", "W");
   if (w.b.data) expect_act(w.b, "linear_log_softmax_gather", "bias");
-  WENET_CHECK(w.w.rank == 2 && w.w.dim(1) == K && (w.w.ld == 0 || w.w.ld == K),
-              "linear_log_softmax_gather: expected W [N, {}] (contiguous), got [{}, {}]", K, w.w.dim(0),
-              w.w.rank > 1 ? w.w.dim(1) : 0);
+  check_linear_log_softmax_gather(x, w, vocab, targets, out);
   const int64_t N = w.w.dim(0);
-  WENET_CHECK(vocab >= 1 && vocab <= N, "linear_log_softmax_gather: expected vocab in [1, {}] (W's rows), got {}", N,
-              vocab);
-  WENET_CHECK(!w.b.data || w.b.numel() == N, "linear_log_softmax_gather: expected bias [{}], got {} values", N,
-              w.b.numel());
-  WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == M &&
-                    (targets.ld == 0 || targets.ld == targets.cols()),
-              "linear_log_softmax_gather: expected targets int32 [{}] (contiguous), got {} [{} values]", M,
-              dtype_name(targets.dtype), targets.numel());
-  WENET_CHECK(out.dtype == DType::kF32 && out.numel() == M && (out.ld == 0 || out.ld == out.cols()),
-              "linear_log_softmax_gather: expected out float32 [{}] (contiguous), got {} [{} values]", M,
-              dtype_name(out.dtype), out.numel());
   if (M == 0) return;
   WENET_CHECK(K > 0, "linear_log_softmax_gather: K = 0");
   const auto aligned = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
