@@ -1,5 +1,7 @@
 #include "graph/asr_model.h"
 
+#include "graph/encoder_weights.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -126,22 +128,6 @@ class Packer {
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
-struct AsrModel::Encoder {
-  struct Layer {
-    LayerNormWeights norm_ff_macaron, norm_mha, norm_conv, norm_ff, norm_final, conv_norm;
-    LinearWeights ff_macaron_w1, ff_macaron_w2, qkv, att_out, pw1, pw2, ff_w1, ff_w2;
-    Tensor pos_proj;  // linear_pos applied to every row of the position table, once at load
-    Tensor pos_bias_u, pos_bias_v, dw_w, dw_b, causal_pad;
-  };
-  std::vector<LinearWeights> convs;  // subsampling Conv2d layers (weights [O, C, 3, 3] kept 4-D)
-  std::vector<int> conv_strides;
-  LinearWeights embed_out;
-  Tensor cmvn_mean, cmvn_istd, pe;
-  int pe_rows = 0;
-  LayerNormWeights after_norm;
-  std::vector<Layer> layers;
-};
-
 struct AsrModel::Decoder {
   struct Layer {
     LayerNormWeights norm1, norm2, norm3;
@@ -325,6 +311,28 @@ int AsrModel::subsampled_length(int frames) const {
   return 0;
 }
 
+Tensor subsample_features(const AsrModel& model, const Tensor& feats) {
+  const AsrModel::Encoder& e = model.encoder_weights();
+  Backend& be = model.backend();
+  const DType dt = be.act_dtype();
+  const int batch = int(feats.dim(0)), frames = int(feats.dim(1)), F = int(feats.cols());
+  const int T = model.subsampled_length(frames), d = model.config().encoder.output_size;
+  Tensor x = be.alloc({batch, 1, frames, F}, dt);
+  be.cmvn(feats, e.cmvn_mean, e.cmvn_istd, x);
+  for (size_t i = 0; i < e.convs.size(); ++i) {
+    const int s = e.conv_strides[i], k = int(e.convs[i].w.dim(2));
+    Tensor y = be.alloc({batch, e.convs[i].w.dim(0), (x.dim(2) - k) / s + 1, (x.dim(3) - k) / s + 1}, dt);
+    be.conv2d(x, e.convs[i].w, e.convs[i].b, s, true, y);
+    x = y;
+  }
+  WENET_CHECK(x.dim(2) == T, "subsampling produced {} frames, expected {}", x.dim(2), T);
+  Tensor flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
+  be.transpose_ct(x, flat);
+  Tensor h = be.alloc({batch, T, d}, dt);
+  be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, nullptr, h);
+  return h;
+}
+
 EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const int* lens) {
   Tensor x = backend_.alloc({batch, frames, config_.encoder.input_dim}, DType::kF32);
   backend_.copy_in(feats, x);
@@ -361,7 +369,7 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
   const int batch = int(x_in.dim(0)), frames = int(x_in.dim(1));
   const EncoderConfig& ec = config_.encoder;
   const Encoder& e = *encoder_;
-  const int d = ec.output_size, F = ec.input_dim;
+  const int d = ec.output_size;
   Backend& be = backend_;
   const DType dt = be.act_dtype();
 
@@ -384,20 +392,7 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
 
   const std::string key = graph_key("enc", {batch, frames}, {&x_in, &r.lens, &r.out});
   be.run_cached(key, [&] {
-    // Subsampling: CMVN, Conv2d+ReLU stack over [B, 1, T, F], then frames flattened and projected.
-    Tensor x = be.alloc({batch, 1, frames, F}, dt);
-    be.cmvn(x_in, e.cmvn_mean, e.cmvn_istd, x);
-    for (size_t i = 0; i < e.convs.size(); ++i) {
-      const int s = e.conv_strides[i], k = int(e.convs[i].w.dim(2));
-      Tensor y = be.alloc({batch, e.convs[i].w.dim(0), (x.dim(2) - k) / s + 1, (x.dim(3) - k) / s + 1}, dt);
-      be.conv2d(x, e.convs[i].w, e.convs[i].b, s, true, y);
-      x = y;
-    }
-    WENET_CHECK(x.dim(2) == T, "subsampling produced {} frames, expected {}", x.dim(2), T);
-    Tensor flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
-    be.transpose_ct(x, flat);
-    Tensor h = be.alloc({batch, T, d}, dt);
-    be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, nullptr, h);
+    const Tensor h = subsample_features(*this, x_in);
     const bool rel = ec.pos_enc == PosEncType::kRelPos;
     Tensor pe = e.pe.view({e.pe_rows, d});
     be.scale_add_pos(h, std::sqrt(float(d)), rel ? nullptr : &pe, r.out);

@@ -78,8 +78,10 @@ class AsrModel {
   Tensor decode_scores(const EncoderOutput& enc, const Tensor& hyps_in, const Tensor& hyps_lens,
                        const Tensor& targets, bool right_to_left);
 
-  struct Encoder;  // packed weights, defined in asr_model.cc
+  struct Encoder;  // packed weights, defined in graph/encoder_weights.h
   struct Decoder;
+  // The packed encoder weights, for the chunk-by-chunk encoder (graph/streaming_encoder.h).
+  const Encoder& encoder_weights() const { return *encoder_; }
 
  private:
   EncoderOutput encode_into(const Tensor& feats, const int* lens, const Tensor* out, const Tensor* out_lens);

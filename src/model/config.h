@@ -30,7 +30,8 @@ struct EncoderConfig {
   int cnn_module_kernel = 15;
   ConvNorm cnn_module_norm = ConvNorm::kBatchNorm;
   bool causal = false;  // causal depthwise conv (U2++ streaming models); attention stays full
-  // Chunk training settings, informational only: wenet-rt decodes with full attention.
+  // Chunk training settings: either one marks a model trained for streaming, which the chunk-by-chunk
+  // encoder (graph/streaming_encoder.h) requires; offline decoding uses full attention regardless.
   int static_chunk_size = 0;
   bool use_dynamic_chunk = false;
 };

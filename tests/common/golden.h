@@ -16,18 +16,29 @@ namespace wenet_rt::testing {
 
 inline std::string test_data(const std::string& rel) { return std::string(WENET_TEST_DATA) + "/" + rel; }
 
-// Model directories holding goldens/: WeNet's own (wenet-goldens) and the project's (goldens).
-inline std::vector<std::string> golden_model_dirs() {
+// Model directories holding goldens/ with an entry `key` in their manifest.
+inline std::vector<std::string> golden_dirs_with(const std::string& key) {
   std::vector<std::string> dirs;
   for (const char* root : {"wenet-goldens", "goldens"}) {
     const std::filesystem::path p = test_data(root);
     if (!std::filesystem::exists(p)) continue;
-    for (const auto& e : std::filesystem::directory_iterator(p))
-      if (std::filesystem::exists(e.path() / "goldens" / "manifest.json")) dirs.push_back(e.path().string());
+    for (const auto& e : std::filesystem::directory_iterator(p)) {
+      const std::filesystem::path m = e.path() / "goldens" / "manifest.json";
+      if (!std::filesystem::exists(m)) continue;
+      std::ifstream f(m);
+      if (nlohmann::json::parse(f).contains(key)) dirs.push_back(e.path().string());
+    }
   }
   std::sort(dirs.begin(), dirs.end());
   return dirs;
 }
+
+// Model directories holding batch goldens (feats [B, T, F] + full-context outputs): WeNet's own
+// (wenet-goldens) and the project's (goldens).
+inline std::vector<std::string> golden_model_dirs() { return golden_dirs_with("feats"); }
+
+// Model directories holding WeNet's chunk-by-chunk (streaming) goldens (uttU_feats, uttU_chunkC_leftL_*).
+inline std::vector<std::string> streaming_golden_model_dirs() { return golden_dirs_with("utt0_encoder_out_full"); }
 
 class Goldens {
  public:
