@@ -210,11 +210,13 @@ struct OfflineEngine::Impl {
   }
 
   // Buffers for the largest batch the options allow, so that runs allocate nothing: a batch holds
-  // at most batch_frames padded frames, or one segment of up to max_seconds.
+  // at most batch_frames padded frames, or one segment of up to max_seconds. (Past ~30 minutes of
+  // padded audio a batch's buffers grow when such a batch comes instead.)
   void reserve_buffers() {
     Backend& be = *backend;
     const int64_t shift = fbank.frame_shift();
-    const int64_t frames = std::max<int64_t>(cfg.batch_frames, int64_t(segment_opts.max_seconds * rate() / shift) + 1);
+    const int64_t frames = std::min<int64_t>(
+        180000, std::max<int64_t>(cfg.batch_frames, int64_t(segment_opts.max_seconds * rate() / shift) + 1));
     const int64_t rows = frames / subsampling_rate(model.config.encoder.input_layer) + cfg.batch_size;
     const size_t hyps = size_t(cfg.batch_size) * size_t(cfg.beam), width = 128;
     for (Slot& slot : slots) {
@@ -350,7 +352,7 @@ struct OfflineEngine::Impl {
     int T = 0;
     for (int i = 0; i < B; ++i) T = std::max(T, frames[size_t(i)] = b.live[size_t(i)]->frames);
     const int Tp = asr->subsampled_length(T);
-    if (slot.store.max_batch < B || slot.store.rows < int64_t(B) * Tp)  // sized by the plan; a safety net
+    if (slot.store.max_batch < B || slot.store.rows < int64_t(B) * Tp)  // past the reservation: grow
       slot.store = asr->make_encoder_store(B, int64_t(B) * Tp);
     auto t0 = Clock::now();
     b.f_begin = be.fence();
