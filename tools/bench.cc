@@ -282,10 +282,13 @@ int run_bench(const BenchOptions& o) {
                                                                      return std::string(std::istreambuf_iterator<char>(f), {});
                                                                    }());
     peers_file = dump + "/peers.json";
-    const std::string cmd = fmt::format("python3 {}/reference/bench_peers.py --dump {} --grid {} --runs {} --warmup {} "
+    // CPU: ONNX Runtime (FP32, dynamic INT8) and PyTorch eager with as many threads as the CPU
+    // backend (the CPUs this process may run on); CUDA: the PyTorch GPU peers.
+    const std::string cmd = fmt::format("python3 {}/reference/{} --dump {} --grid {} --runs {} --warmup {} "
                                         "--out {}{}{}",
-                                        WENET_SOURCE_DIR, dump, o.grid, o.runs, o.warmup, peers_file,
-                                        o.compile ? " --compile" : "", o.mixed_lengths ? " --mixed-lengths" : "");
+                                        WENET_SOURCE_DIR, o.device == "cpu" ? "bench_cpu_peers.py" : "bench_peers.py",
+                                        dump, o.grid, o.runs, o.warmup, peers_file, o.compile ? " --compile" : "",
+                                        o.mixed_lengths ? " --mixed-lengths" : "");
     fmt::print(stderr, "running the peers: {}\n", cmd);
     WENET_CHECK(std::system(cmd.c_str()) == 0, "the peers' script failed: {}", cmd);
   }

@@ -1,0 +1,93 @@
+// Attention: each (sequence, head)'s visible keys and values packed once per call (keys with
+// their relative-position rows as [k | p]), then blocks of query rows over the thread pool, each
+// block's scores living only in its thread's scratch (kernels/attention.h).
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm.h"
+
+namespace wenet_rt::cpu {
+
+void CpuBackend::attention(const AttentionArgs& a) {
+  Scope s(this, "attention");
+  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), Bk = a.k.dim(0), Tk = a.k.dim(1);
+  const int64_t H = a.heads, dk = a.q.cols() / H;
+  WENET_CHECK(a.q.dtype == DType::kF32 && a.k.dtype == DType::kF32 && a.v.dtype == DType::kF32,
+              "attention: expected float32 q, k, v");
+  WENET_CHECK(H > 0 && a.q.cols() == H * dk && a.k.cols() == H * dk && a.v.cols() == H * dk &&
+                  a.v.dim(0) == Bk && a.v.dim(1) == Tk && a.queries_per_kv > 0 && Bq == Bk * a.queries_per_kv,
+              "attention: shape mismatch");
+  const bool rel = a.pos.data != nullptr;
+  WENET_CHECK(!rel || a.pos.rows() >= Tk, "attention: expected at least {} position rows, got {}", Tk, a.pos.rows());
+  const int64_t kd = rel ? 2 * dk : dk;
+  const int64_t ldq = a.q.row_stride(), ldk = a.k.row_stride(), ldv = a.v.row_stride(), ldo = a.out.row_stride();
+  const int key_nr = pick_nr(Tk), val_nr = pick_nr(dk);
+  const int64_t key_panels = (Tk + key_nr - 1) / key_nr;
+  // Packed keys and values of every (sequence, head): only the visible ones are filled.
+  const int64_t key_floats = key_panels * key_nr * kd, val_floats = int64_t(packed_floats(dk, Tk, val_nr));
+  float* keys = scratch(Bk * H * key_floats);
+  float* vals = scratch(Bk * H * val_floats);
+  auto* lens = static_cast<int64_t*>(arena_.allocate(size_t(Bk) * sizeof(int64_t)));
+  for (int64_t b = 0; b < Bk; ++b) lens[b] = std::clamp<int64_t>(a.key_lens.ptr<int32_t>()[b], 0, Tk);
+  pool_.run(Bk * H, [&](int64_t unit, int) {
+    const int64_t b = unit / H, h = unit % H, len = lens[b];
+    if (len == 0) return;
+    float* kp = keys + unit * key_floats;
+    const float* k = a.k.ptr<float>() + b * Tk * ldk + h * dk;
+    if (!rel) {
+      pack_nk(k, ldk, len, dk, key_nr, kp);
+    } else {
+      // [k | p] per key: pack both halves into a panel of depth 2 dk.
+      const float* p = a.pos.ptr<float>() + h * dk;
+      const int64_t ldp = a.pos.row_stride();
+      for (int64_t pn = 0; pn < (len + key_nr - 1) / key_nr; ++pn) {
+        float* out = kp + pn * kd * key_nr;
+        const int64_t n0 = pn * key_nr, cols = std::min<int64_t>(key_nr, len - n0);
+        for (int64_t j = 0; j < cols; ++j) {
+          const float* kj = k + (n0 + j) * ldk;
+          const float* pj = p + (n0 + j) * ldp;
+          for (int64_t d = 0; d < dk; ++d) {
+            out[d * key_nr + j] = kj[d];
+            out[(dk + d) * key_nr + j] = pj[d];
+          }
+        }
+        for (int64_t d = 0; d < kd; ++d)
+          for (int64_t j = cols; j < key_nr; ++j) out[d * key_nr + j] = 0.f;
+      }
+    }
+    pack_kn(a.v.ptr<float>() + b * Tk * ldv + h * dk, ldv, len, dk, val_nr, vals + unit * val_floats);
+  });
+  // Blocks of query rows: a multiple of every kernel's row tile.
+  constexpr int64_t kBlock = 48;
+  const int64_t blocks = (Tq + kBlock - 1) / kBlock;
+  const int64_t per_thread = attention_scratch_floats(kBlock, key_panels * key_nr, dk);
+  float* thread_scratch = scratch(int64_t(pool_.size()) * per_thread);
+  const float scale = 1.f / std::sqrt(float(dk));
+  pool_.run(Bq * H * blocks, [&](int64_t task, int thread) {
+    const int64_t bq = task / (H * blocks), h = (task / blocks) % H, blk = task % blocks;
+    const int64_t bk = bq / a.queries_per_kv, unit = bk * H + h, len = lens[bk];
+    const int64_t t0 = blk * kBlock;
+    AttentionHead head;
+    head.rows = std::min(kBlock, Tq - t0);
+    head.q = a.q.ptr<float>() + (bq * Tq + t0) * ldq + h * dk;
+    head.ldq = ldq;
+    head.dk = dk;
+    head.scale = scale;
+    if (rel) {
+      head.bias_u = a.pos_bias_u.ptr<float>() + h * dk;
+      head.bias_v = a.pos_bias_v.ptr<float>() + h * dk;
+    }
+    // Panels are laid out for Tk keys; only the first len are filled and read.
+    head.keys = PackedB{keys + unit * key_floats, Tk, kd, key_nr};
+    head.values = PackedB{vals + unit * val_floats, dk, len, val_nr};
+    head.key_len = len;
+    head.causal = a.causal;
+    head.first_query = t0;
+    head.out = a.out.ptr<float>() + (bq * Tq + t0) * ldo + h * dk;
+    head.ldo = ldo;
+    kt_.attention(head, thread_scratch + thread * per_thread);
+  });
+}
+
+}  // namespace wenet_rt::cpu
