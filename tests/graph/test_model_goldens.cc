@@ -20,6 +20,43 @@ struct Case {
   BackendKind backend;
 };
 
+// The golden utterances' decoder inputs in one batch of B x N rows padded to the longest (L):
+// <sos> + tokens (reversed for the right-to-left decoder), <eos> padding; lengths = tokens + 1;
+// targets = the next input token at each position, <eos> at the last, -1 past it.
+struct GoldenHyps {
+  int N = 0, L = 0;
+  std::vector<int> ids, lens, targets;
+};
+
+GoldenHyps load_golden_hyps(Goldens& g, int B, int eos, bool r2l) {
+  GoldenHyps r;
+  for (int b = 0; b < B; ++b) {
+    const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
+    r.N = int(h.shape()[0]);
+    r.L = std::max(r.L, int(h.shape()[1]));
+  }
+  const int N = r.N, L = r.L;
+  r.ids.assign(size_t(B) * N * L, eos);
+  r.lens.assign(size_t(B) * N, 0);
+  r.targets.assign(r.ids.size(), -1);
+  for (int b = 0; b < B; ++b) {
+    const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
+    const HostTensor hl = g.load("utt" + std::to_string(b) + "_hyps_in_lens");
+    const int Lb = int(h.shape()[1]);
+    for (int n = 0; n < N; ++n) {
+      const int len = hl.data<int32_t>()[n];
+      r.lens[size_t(b * N + n)] = len;
+      int* row = r.ids.data() + size_t(b * N + n) * L;
+      for (int i = 0; i < Lb; ++i) row[i] = h.data<int32_t>()[n * Lb + i];
+      if (r2l) std::reverse(row + 1, row + len);  // <sos> + tokens reversed
+      int* tgt = r.targets.data() + size_t(b * N + n) * L;
+      for (int j = 0; j + 1 < len; ++j) tgt[j] = row[j + 1];
+      tgt[len - 1] = eos;
+    }
+  }
+  return r;
+}
+
 class ModelGoldens : public ::testing::TestWithParam<Case> {};
 
 // Encoder, CTC and decoder outputs for the golden batch of 3 mixed-length utterances.
@@ -60,29 +97,14 @@ TEST_P(ModelGoldens, MatchesReference) {
 
   // Decoder: every utterance's hypotheses in one batch, padded to the longest (padding positions
   // beyond a hypothesis do not change the earlier ones: causal + length masks).
-  int N = 0, L = 0;
-  for (int b = 0; b < B; ++b) {
-    const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
-    N = int(h.shape()[0]);
-    L = std::max(L, int(h.shape()[1]));
-  }
   const int eos = V - 1;
   for (const bool r2l : {false, true}) {
     const std::string name = r2l ? "_r_decoder_log_probs" : "_decoder_log_probs";
     if (!g.has("utt0" + name)) continue;
-    std::vector<int> hyps(size_t(B) * N * L, eos), hyps_lens(size_t(B) * N);
-    for (int b = 0; b < B; ++b) {
-      const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
-      const HostTensor hl = g.load("utt" + std::to_string(b) + "_hyps_in_lens");
-      const int Lb = int(h.shape()[1]);
-      for (int n = 0; n < N; ++n) {
-        const int len = hl.data<int32_t>()[n];
-        hyps_lens[size_t(b * N + n)] = len;
-        int* row = hyps.data() + size_t(b * N + n) * L;
-        for (int i = 0; i < Lb; ++i) row[i] = h.data<int32_t>()[n * Lb + i];
-        if (r2l) std::reverse(row + 1, row + len);  // <sos> + tokens reversed
-      }
-    }
+    const GoldenHyps gh = load_golden_hyps(g, B, eos, r2l);
+    const int N = gh.N, L = gh.L;
+    const std::vector<int>& hyps = gh.ids;
+    const std::vector<int>& hyps_lens = gh.lens;
     std::vector<float> got(size_t(B) * N * L * V);
     backend->copy_out(asr.decode(enc, hyps.data(), hyps_lens.data(), B * N, L, r2l), got.data());
     for (int b = 0; b < B; ++b) {
@@ -145,30 +167,13 @@ TEST_P(ModelGoldens, TopKAndTargetScoresAreEntriesOfTheFullOutputs) {
   }
 
   // Decoder: golden hypotheses scored both ways; targets are the next input token, <eos> last.
-  const HostTensor h0 = g.load("utt0_hyps_in");
-  const int N = int(h0.shape()[0]);
-  int L = 0;
-  for (int b = 0; b < B; ++b) L = std::max(L, int(g.load("utt" + std::to_string(b) + "_hyps_in").shape()[1]));
   // FP16: the fused projection keeps FP32 logits where decode() rounds them to FP16 first.
   const double tol = c.backend == BackendKind::kCudaF16 ? 5e-2 : c.backend == BackendKind::kCudaF32 ? 1e-4 : 1e-5;
   for (const bool r2l : {false, true}) {
     if (r2l && !asr.has_right_decoder()) continue;
-    std::vector<int> hyps(size_t(B) * N * L, eos), lens(size_t(B) * N), targets(hyps.size(), -1);
-    for (int b = 0; b < B; ++b) {
-      const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
-      const HostTensor hl = g.load("utt" + std::to_string(b) + "_hyps_in_lens");
-      const int Lb = int(h.shape()[1]);
-      for (int n = 0; n < N; ++n) {
-        const int len = hl.data<int32_t>()[n];
-        lens[size_t(b * N + n)] = len;
-        int* row = hyps.data() + size_t(b * N + n) * L;
-        for (int i = 0; i < Lb; ++i) row[i] = h.data<int32_t>()[n * Lb + i];
-        if (r2l) std::reverse(row + 1, row + len);
-        int* tgt = targets.data() + size_t(b * N + n) * L;
-        for (int j = 0; j + 1 < len; ++j) tgt[j] = row[j + 1];
-        tgt[len - 1] = eos;
-      }
-    }
+    const GoldenHyps gh = load_golden_hyps(g, B, eos, r2l);
+    const int N = gh.N, L = gh.L;
+    const std::vector<int>&hyps = gh.ids, &lens = gh.lens, &targets = gh.targets;
     backend->reset_arena();
     enc = asr.encode(feats.data<float>(), B, T, feats_lens.data<int32_t>());
     std::vector<float> dec_full(size_t(B) * N * L * V), scores(size_t(B) * N * L);
