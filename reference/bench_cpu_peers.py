@@ -56,7 +56,9 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = str(_THREADS)
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from typing import Callable, List  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -100,7 +102,8 @@ def export_onnx(module: torch.nn.Module, args, names_in, names_out, dynamic,
                 path: str) -> None:
     kwargs = dict(input_names=names_in, output_names=names_out,
                   dynamic_axes=dynamic, opset_version=17)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on Python-side shape checks
         try:  # the TorchScript exporter (torch >= 2.5 defaults to dynamo)
             torch.onnx.export(module, args, path, dynamo=False, **kwargs)
         except TypeError:
@@ -109,6 +112,7 @@ def export_onnx(module: torch.nn.Module, args, names_in, names_out, dynamic,
 
 def quantize(src: str, dst: str, weight_type: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" advice
     quantize_dynamic(model_input=src, model_output=dst,
                      op_types_to_quantize=["MatMul"], per_channel=True,
                      reduce_range=False,

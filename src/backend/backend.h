@@ -191,8 +191,9 @@ inline Backend::HostMemory Backend::alloc_host(size_t bytes) {
 
 struct CpuBackendOptions {
   int threads = 0;    // threads the ops run on, the caller's included; 0 = the cores this process may use
-  bool int8 = false;  // linear layers in INT8 (--precision int8): per-channel int8 weights, activations
-                      // quantized per row to uint8 at run time (ONNX Runtime's quantize_dynamic scheme)
+  bool int8 = false;  // linear layers (and the subsampling's second conv) in INT8 (--precision int8):
+                      // per-channel int8 weights, activations quantized per row (per position for the
+                      // conv) to uint8 at run time (ONNX Runtime's quantize_dynamic scheme)
 };
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts);
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);  // FP32

@@ -224,6 +224,91 @@ TEST(CpuBackendOps, Int8LinearIsCloseToFp32) {
   EXPECT_GT(err, 0.0) << "int8 path not taken";
 }
 
+// The subsampling conv: INT8 (panels quantized per position, weights per channel) against FP32,
+// every instruction set's INT8 kernels bit for bit, and FP32 against a direct double sum.
+TEST(CpuBackendOps, Conv2dFp32MatchesReferenceAndInt8IsClose) {
+  const int64_t B = 2, C = 16, H = 23, W = 21, O = 20, S = 2, Ho = (H - 3) / S + 1, Wo = (W - 3) / S + 1;
+  auto x = random(size_t(B * C * H * W), 15);
+  for (float& v : x) v = std::max(v, 0.f);  // as after the first conv's ReLU
+  const auto w = random(size_t(O * C * 9), 16, 0.2f), bias = random(size_t(O), 17);
+  std::vector<float> got[2];
+  for (int mode = 0; mode < 2; ++mode) {
+    CpuBackendOptions o;
+    o.int8 = mode == 1;
+    auto be = make_cpu_backend(o);
+    HostTensor hx(DType::kF32, {B, C, H, W}), hw(DType::kF32, {O, C, 3, 3}), hb(DType::kF32, {O});
+    std::copy(x.begin(), x.end(), hx.data<float>());
+    std::copy(w.begin(), w.end(), hw.data<float>());
+    std::copy(bias.begin(), bias.end(), hb.data<float>());
+    const Tensor tx = be->upload(hx, DType::kF32), tw = be->upload(hw, DType::kF32), tb = be->upload(hb, DType::kF32);
+    const Tensor ty = be->alloc({B, O, Ho, Wo}, DType::kF32);
+    be->conv2d(tx, tw, tb, int(S), true, ty);
+    got[mode].resize(size_t(ty.numel()));
+    be->copy_out(ty, got[mode].data());
+  }
+  double worst = 0, err = 0, scale = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < Ho; ++i)
+        for (int64_t j = 0; j < Wo; ++j) {
+          double s = bias[size_t(o)];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t di = 0; di < 3; ++di)
+              for (int64_t dj = 0; dj < 3; ++dj)
+                s += double(w[size_t(((o * C + c) * 3 + di) * 3 + dj)]) *
+                     x[size_t(((b * C + c) * H + i * S + di) * W + j * S + dj)];
+          s = std::max(s, 0.0);
+          const size_t at = size_t(((b * O + o) * Ho + i) * Wo + j);
+          worst = std::max(worst, std::abs(s - got[0][at]));
+          err = std::max(err, std::abs(s - got[1][at]));
+          scale = std::max(scale, std::abs(s));
+        }
+  EXPECT_LT(worst, 1e-4);
+  EXPECT_LT(err, 0.02 * scale) << "int8 conv: max error " << err << " of outputs up to " << scale;
+  EXPECT_GT(err, 0.0) << "int8 path not taken";
+}
+
+TEST(CpuKernels, QuantizedConvPanelsAgreeAcrossInstructionSets) {
+  const int64_t O = 13, K = 37, K4 = 40;
+  const int nr = 48;
+  auto col = random(size_t(K * nr), 18);
+  std::vector<int8_t> wq(size_t(O * K4));
+  std::vector<float> sw(static_cast<size_t>(O));
+  std::vector<int32_t> rowsum(size_t(O), 0);
+  std::mt19937 rng(19);
+  std::uniform_int_distribution<int> s8(-127, 127);
+  for (int64_t o = 0; o < O; ++o) {
+    sw[size_t(o)] = 0.01f * float(o + 1);
+    for (int64_t k = 0; k < K4; ++k) {
+      wq[size_t(o * K4 + k)] = int8_t(k < K ? s8(rng) : 0);
+      rowsum[size_t(o)] += wq[size_t(o * K4 + k)];
+    }
+  }
+  std::vector<float> first;
+  for (const KernelTable* kt : tables()) {
+    std::vector<uint8_t> q(size_t(K4 * nr));
+    std::vector<float> sa(static_cast<size_t>(nr));
+    std::vector<int32_t> za(static_cast<size_t>(nr));
+    kt->quantize_panel(col.data(), K, K4, nr, q.data(), sa.data(), za.data());
+    std::vector<float> c(size_t(O * nr));
+    kt->qconv_panel(O, K4, wq.data(), sw.data(), rowsum.data(), q.data(), nr, sa.data(), za.data(), 45, c.data(), nr,
+                    cpu::Epilogue{});
+    for (int64_t o = 0; o < O; ++o)
+      for (int j = 0; j < 45; ++j) {
+        double want = 0, abs_w = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          want += double(wq[size_t(o * K4 + k)]) * col[size_t(k * nr + j)];
+          abs_w += std::abs(double(wq[size_t(o * K4 + k)]));
+        }
+        want *= sw[size_t(o)];
+        // each input off by at most half a quantization step
+        ASSERT_NEAR(c[size_t(o * nr + j)], want, 0.5 * sa[size_t(j)] * sw[size_t(o)] * abs_w + 1e-4) << kt->name;
+      }
+    if (first.empty()) first = c;
+    else EXPECT_EQ(c, first) << kt->name;
+  }
+}
+
 TEST(CpuThreadPool, RunsEveryTaskOnceAndRethrows) {
   for (int threads : {1, 2, 4}) {
     cpu::ThreadPool pool(threads);

@@ -88,6 +88,15 @@ class CpuBackend final : public Backend {
   // (weights), else packed into the arena for this call (in `temp`).
   const PackedLinear& packed(const Tensor& w, bool int8, PackedLinear& temp);
   bool is_uploaded(const void* p) const;
+  // Conv2d weights [O, C, kh, kw] quantized per output channel for the INT8 subsampling conv.
+  struct QuantConv {
+    int64_t o = 0, k = 0, k4 = 0;
+    const int8_t* w = nullptr;  // [O][k4]
+    const float* scale = nullptr;
+    const int32_t* rowsum = nullptr;
+    AlignedBuffer storage;
+  };
+  const QuantConv& quant_conv(const Tensor& w, QuantConv& temp);
   // The GEMM of linear(): C = epilogue(x W^T), INT8 where w holds int8 panels, else FP32.
   void matmul(const Tensor& x, const PackedLinear& w, bool int8, const Epilogue& ep, float* c, int64_t ldc);
   float* scratch(int64_t floats) { return static_cast<float*>(arena_.allocate(size_t(floats) * sizeof(float))); }
@@ -112,6 +121,7 @@ class CpuBackend final : public Backend {
   std::vector<AlignedBuffer> weights_;
   std::map<const std::byte*, const std::byte*> uploaded_;  // start -> end of every upload
   std::unordered_map<const void*, std::unique_ptr<PackedLinear>> packed_;
+  std::unordered_map<const void*, std::unique_ptr<QuantConv>> quant_conv_;
   Arena arena_;
   bool profiling_ = false;
   std::map<std::string, KernelTime> profile_;

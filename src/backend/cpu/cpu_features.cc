@@ -21,7 +21,10 @@ const KernelTable* kernels_avx512() {
     // plain one.
     static const KernelTable t = [] {
       KernelTable k = *kernels_avx512_table();
-      if (!__builtin_cpu_supports("avx512vnni")) k.qgemm_panel = kernels_generic()->qgemm_panel;
+      if (!__builtin_cpu_supports("avx512vnni")) {
+        k.qgemm_panel = kernels_generic()->qgemm_panel;
+        k.qconv_panel = kernels_generic()->qconv_panel;
+      }
       return k;
     }();
     return &t;

@@ -8,7 +8,7 @@ namespace wenet_rt::cpu {
 int pick_nr(int64_t n) {
   int best = 48;
   int64_t waste = -1;
-  for (int nr : {48, 32, 64, 16}) {
+  for (int nr : {48, 64, 32, 16}) {
     const int64_t w = (n + nr - 1) / nr * nr - n;
     if (waste < 0 || w < waste) best = nr, waste = w;
   }

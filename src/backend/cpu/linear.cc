@@ -1,6 +1,8 @@
-// Linear layers (with LayerNorm in front, bias / activation / residual fused into the stores), the
-// LayerNorm alone, and the subsampling's Conv2d as GEMMs of im2col panels.
+// Linear layers (with LayerNorm in front, bias / activation / residual fused into the stores; FP32 or
+// INT8), the LayerNorm alone, and the subsampling's Conv2d: a direct convolution for one input
+// channel, GEMMs of im2col panels (FP32 or INT8) for many.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.h"
@@ -116,6 +118,44 @@ void CpuBackend::layer_norm(const Tensor& x, const LayerNormWeights& w, const Te
   });
 }
 
+const CpuBackend::QuantConv& CpuBackend::quant_conv(const Tensor& w, QuantConv& temp) {
+  const int64_t O = w.dim(0), K = w.numel() / O, K4 = (K + 3) / 4 * 4;
+  QuantConv* q = &temp;
+  const bool cache = is_uploaded(w.data);
+  if (cache) {
+    std::unique_ptr<QuantConv>& slot = quant_conv_[w.data];
+    if (slot && slot->o == O && slot->k == K) return *slot;
+    slot = std::make_unique<QuantConv>();
+    q = slot.get();
+  }
+  const size_t wbytes = (size_t(O * K4) + 63) / 64 * 64, bytes = wbytes + size_t(O) * 8;
+  std::byte* mem = cache ? (q->storage = aligned_buffer(bytes)).get() : static_cast<std::byte*>(arena_.allocate(bytes));
+  auto* wq = reinterpret_cast<int8_t*>(mem);
+  auto* scale = reinterpret_cast<float*>(mem + wbytes);
+  auto* rowsum = reinterpret_cast<int32_t*>(scale + O);
+  for (int64_t o = 0; o < O; ++o) {
+    const float* row = w.ptr<float>() + o * K;
+    float amax = 0.f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(row[k]));
+    const float s = amax > 0.f ? amax / 127.f : 1.f;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K4; ++k) {
+      const int32_t v = k < K ? int32_t(std::clamp(std::nearbyint(row[k] / s), -127.f, 127.f)) : 0;
+      wq[o * K4 + k] = int8_t(v);
+      sum += v;
+    }
+    scale[o] = s;
+    rowsum[o] = sum;
+  }
+  q->o = O;
+  q->k = K;
+  q->k4 = K4;
+  q->w = wq;
+  q->scale = scale;
+  q->rowsum = rowsum;
+  return *q;
+}
+
 void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) {
   Scope s(this, x.dim(1) == 1 ? "conv2d (1 channel in)" : "conv2d");
   check_f32(x, "conv2d", "x");
@@ -162,9 +202,15 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
   }
   // y[b] [O, P] = W [O, K] x col [K, P]: the im2col matrix is built panel by panel (48 output
   // positions, k-major, as the GEMM kernel reads packed B) in per-thread scratch, never whole.
+  // INT8: each panel quantized per position, the weights per output channel (kernels/qconv.h).
   constexpr int kNr = 48;
   const int64_t panels = (P + kNr - 1) / kNr;
-  const int64_t per_thread = K * kNr + 16;  // + what im2col writes past
+  QuantConv qtemp;
+  const QuantConv* qw = opts_.int8 ? &quant_conv(w, qtemp) : nullptr;
+  const int64_t K4 = (K + 3) / 4 * 4;
+  // Per thread: the float panel (+ what im2col writes past), and for INT8 its bytes and the
+  // positions' scales and zero points.
+  const int64_t per_thread = K * kNr + 16 + (qw ? (K4 * kNr + 8 * kNr) / 4 + 16 : 0);
   float* thread_scratch = scratch(int64_t(pool_.size()) * per_thread);
   pool_.run(B * panels, [&](int64_t task, int thread) {
     const int64_t bi = task / panels, n0 = (task % panels) * kNr, cols = std::min<int64_t>(kNr, P - n0);
@@ -182,7 +228,16 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
       p += run;
     }
     kt_.im2col_panel(tap_base, int(taps), C, H * W, int(S), runs, nruns, int(cols), kNr, col);
-    kt_.gemm_panel(O, K, w.ptr<float>(), K, col, kNr, int(cols), y.ptr<float>() + bi * O * P + n0, P, ep);
+    float* out = y.ptr<float>() + bi * O * P + n0;
+    if (qw) {
+      auto* q = reinterpret_cast<uint8_t*>(col + K * kNr + 16);
+      auto* sa = reinterpret_cast<float*>(q + K4 * kNr);
+      auto* za = reinterpret_cast<int32_t*>(sa + kNr);
+      kt_.quantize_panel(col, K, K4, kNr, q, sa, za);
+      kt_.qconv_panel(O, K4, qw->w, qw->scale, qw->rowsum, q, kNr, sa, za, int(cols), out, P, ep);
+    } else {
+      kt_.gemm_panel(O, K, w.ptr<float>(), K, col, kNr, int(cols), out, P, ep);
+    }
   });
 }
 

@@ -54,9 +54,10 @@ void BM_openblas(benchmark::State& s) {
   p.count(s);
 }
 
-void BM_wenet_packed(benchmark::State& s) {
+void wenet_packed(benchmark::State& s, int threads) {
   Problem p(s);
-  static wenet_rt::cpu::ThreadPool pool(1);
+  static wenet_rt::cpu::ThreadPool pool1(1), pool2(2);
+  wenet_rt::cpu::ThreadPool& pool = threads == 1 ? pool1 : pool2;
   const int nr = wenet_rt::cpu::pick_nr(p.n);
   std::vector<float> packed(wenet_rt::cpu::packed_floats(p.n, p.k, nr) + 64);
   float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(packed.data()) + 63) & ~uintptr_t(63));
@@ -66,6 +67,9 @@ void BM_wenet_packed(benchmark::State& s) {
   p.count(s);
   s.SetLabel(wenet_rt::cpu::kernels().name);
 }
+void BM_wenet_packed(benchmark::State& s) { wenet_packed(s, 1); }
+// Two threads (wall time is what counts: run with --benchmark_filter=...2t and UseRealTime).
+void BM_wenet_packed_2t(benchmark::State& s) { wenet_packed(s, 2); }
 
 // The INT8 path: per-channel int8 weights packed once, activations quantized per row per call.
 void BM_wenet_int8(benchmark::State& s) {
@@ -160,6 +164,7 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_openblas)->Apply(shapes);
 BENCHMARK(BM_wenet_packed)->Apply(shapes);
+BENCHMARK(BM_wenet_packed_2t)->Apply(shapes)->UseRealTime();
 // The subsampling's second conv as a GEMM: W [O, 9 C] x im2col [9 C, positions].
 BENCHMARK(BM_wenet_packed)->Args({144, 1197, 1296})->Args({256, 1197, 2304});
 BENCHMARK(BM_wenet_int8)->Apply(shapes);

@@ -71,9 +71,17 @@ inline void copy_run(const float* src, float* dst, int n, int step) {
 template <class I>
 void im2col_panel(const float* const* tap_base, int taps, int64_t channels, int64_t channel_stride, int step,
                   const CopyRun* runs, int nruns, int cols, int nr, float* dst) {
+  // Each channel's rows are a jump of channel_stride away, which no hardware prefetcher follows:
+  // ask for channel c + kAhead's rows (of every tap and run) while copying channel c.
+  constexpr int64_t kAhead = 4;
   for (int64_t c = 0; c < channels; ++c)
     for (int t = 0; t < taps; ++t) {
       const float* src = tap_base[t] + c * channel_stride;
+      if (c + kAhead < channels)
+        for (int r = 0; r < nruns; ++r) {
+          const float* ahead = src + kAhead * channel_stride + runs[r].src_offset;
+          for (int e = 0; e < runs[r].len * step; e += 16) __builtin_prefetch(ahead + e, 0, 3);
+        }
       float* d = dst + (c * taps + t) * nr;
       for (int r = 0; r < nruns; ++r) copy_run<I>(src + runs[r].src_offset, d + runs[r].dst_offset, runs[r].len, step);
       for (int j = cols; j < nr; ++j) d[j] = 0.f;

@@ -129,6 +129,13 @@ struct KernelTable {
   // Quantizes rows of x to uint8 (per-row scale and zero point), k padded to k4 with zero points.
   void (*quantize_rows)(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t k4, uint8_t* q,
                         int64_t ldq, float* scale, int32_t* zero) = nullptr;
+  // INT8 subsampling conv (kernels/qconv.h): an im2col panel of nr floats per row quantized per
+  // column, and all O rows of int8 weights [O][K4] against it.
+  void (*quantize_panel)(const float* col, int64_t K, int64_t K4, int nr, uint8_t* q, float* scale,
+                         int32_t* zero) = nullptr;
+  void (*qconv_panel)(int64_t rows, int64_t K4, const int8_t* wq, const float* sw, const int32_t* rowsum,
+                      const uint8_t* panel, int nr, const float* sa, const int32_t* za, int n_valid, float* C,
+                      int64_t ldc, const Epilogue& ep) = nullptr;
   void (*qgemm_panel)(int64_t rows, const QuantRows& a, const PackedInt8& w, int64_t p, int n_valid, float* C,
                       int64_t ldc, const Epilogue& ep) = nullptr;
 };

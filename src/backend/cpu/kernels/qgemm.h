@@ -91,24 +91,34 @@ template <int MR, int NV>
 inline void qgemm_tile_vnni(int64_t groups, const QuantRows& a, const int8_t* b, int nr, const float* sw,
                             const int32_t* colsum, float* C, int64_t ldc, int n_valid, const Epilogue& ep) {
   __m512i acc[MR][NV];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const uint8_t* x[MR];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) x[i] = a.q + i * a.ldq;
   for (int64_t g = 0; g < groups; ++g) {
     __m512i w[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_si512(b + (g * nr + v * 16) * 4);
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       int32_t four;
       __builtin_memcpy(&four, x[i] + g * 4, 4);
       const __m512i xi = _mm512_set1_epi32(four);
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], xi, w[v]);
+#pragma GCC unroll 4
+      // (inline asm: with _mm512_dpbusd_epi32, whose only form overwrites the accumulator, GCC 12
+      // copies and spills the accumulators every step; an in-place operand keeps them put.)
+      for (int v = 0; v < NV; ++v) asm("vpdpbusd %2, %1, %0" : "+v"(acc[i][v]) : "v"(xi), "v"(w[v]));
     }
   }
   __m512 f[MR][NV];
+#pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     const __m512i cs = _mm512_loadu_si512(colsum + v * 16);
     const __m512 s = _mm512_loadu_ps(sw + v * 16);
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512i c = _mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(_mm512_set1_epi32(a.zero[i]), cs));
       f[i][v] = _mm512_mul_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(_mm512_set1_ps(a.scale[i]), s));
