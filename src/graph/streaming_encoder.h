@@ -59,6 +59,10 @@ struct StreamState {
 class EncoderCachePool {
  public:
   EncoderCachePool() = default;
+  EncoderCachePool(EncoderCachePool&&) = default;  // move-only: two host states must never share slots
+  EncoderCachePool& operator=(EncoderCachePool&&) = default;
+  EncoderCachePool(const EncoderCachePool&) = delete;
+  EncoderCachePool& operator=(const EncoderCachePool&) = delete;
   int capacity() const { return int(states_.size()); }
   int ring_rows() const { return ring_rows_; }
   int max_frames() const { return max_frames_; }  // the most encoder frames an utterance may reach
