@@ -245,6 +245,51 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchedStreaming, ::testing::ValuesIn(cases()),
   return n;
 });
 
+// abs_pos (transformer_tiny, conv2d8, marked chunk-trained here): each item's positions start at its
+// own offset. Two streams, the second joining two chunks late, equal each alone.
+TEST(BatchedStreamingEncoder, AbsPosStreamsAtDifferentOffsets) {
+  auto backend = make_cpu_backend(1);
+  ModelDir model = load_model_dir(test_data("wenet-goldens/transformer_tiny"));
+  model.config.encoder.use_dynamic_chunk = true;
+  AsrModel asr(model, *backend);
+  const HostTensor feats = Goldens(test_data("wenet-goldens/transformer_tiny")).load("feats");
+  const int T = int(feats.shape()[1]), F = model.config.encoder.input_dim, D = model.config.encoder.output_size;
+  StreamingEncoder enc(asr, {2, 1});  // windows of 23 frames, 16 apart
+  EncoderCachePool pool = enc.make_pool(2);
+  const float* utt[2] = {feats.data<float>(), feats.data<float>() + size_t(T) * F};
+  int slot[2] = {pool.allocate(), -1}, cur[2] = {0, 0};
+  std::vector<float> got[2];
+  for (int step = 0; cur[0] + enc.min_window_frames() <= T || cur[1] + enc.min_window_frames() <= T; ++step) {
+    if (step == 2) slot[1] = pool.allocate();
+    std::vector<int> items, wf, slots;
+    for (int s = 0; s < 2; ++s)
+      if (slot[s] >= 0 && cur[s] + enc.min_window_frames() <= T) items.push_back(s);
+    const int B = int(items.size()), W = enc.window_frames();
+    std::vector<float> windows(size_t(B) * W * F, 0.f);
+    for (int b = 0; b < B; ++b) {
+      const int s = items[size_t(b)];
+      wf.push_back(std::min(W, T - cur[s]));
+      slots.push_back(slot[s]);
+      std::copy_n(utt[s] + size_t(cur[s]) * F, size_t(wf.back()) * F, windows.data() + size_t(b) * W * F);
+    }
+    backend->reset_arena();
+    const EncoderOutput out = enc.encode_chunks(windows.data(), B, W, wf.data(), slots.data(), pool);
+    std::vector<float> e(size_t(B) * out.frames * D);
+    backend->copy_out(out.out, e.data());
+    for (int b = 0; b < B; ++b) {
+      const int s = items[size_t(b)];
+      got[s].insert(got[s].end(), e.begin() + size_t(b) * out.frames * D,
+                    e.begin() + (size_t(b) * out.frames + out.host_lens[size_t(b)]) * D);
+      cur[s] += enc.stride_frames();
+    }
+  }
+  for (int s = 0; s < 2; ++s) {
+    const StreamedEncoding want = enc.encode_utterance(utt[s], T);
+    ASSERT_EQ(got[s].size(), want.encoder_out.size()) << "stream " << s;
+    EXPECT_LE(compare(got[s].data(), want.encoder_out.data(), want.encoder_out.size()).max_abs, 1e-5) << "stream " << s;
+  }
+}
+
 TEST(BatchedStreamingEncoder, PoolSlots) {
   auto backend = make_cpu_backend(1);
   const ModelDir model = load_model_dir(test_data("wenet-goldens/u2pp_stream_tiny"));
