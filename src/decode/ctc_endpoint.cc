@@ -61,19 +61,19 @@ bool CtcEndpoint::is_silence(float blank_logp) const {
   return std::exp(blank_logp) > opts_.silence_prob();
 }
 
-EndpointRule CtcEndpoint::advance(const float* blank_logp, int frames, bool decoded_something) {
+EndpointReason CtcEndpoint::advance(const float* blank_logp, int frames, bool decoded_something) {
   WENET_CHECK(frames >= 0, "ctc endpoint: expected frames >= 0, got {}", frames);
   WENET_CHECK(frames == 0 || blank_logp != nullptr, "ctc endpoint: blank log-probs are null for {} frames", frames);
   for (int t = 0; t < frames; ++t) {
     ++frames_decoded_;
     trailing_blank_ = is_silence(blank_logp[t]) ? trailing_blank_ + 1 : 0;
   }
-  if (!opts_.enabled) return EndpointRule::kNone;
+  if (!opts_.enabled) return EndpointReason::kNone;
   const int64_t length = utterance_length_ms(), trailing = trailing_silence_ms();
-  if (fires(opts_.rule1, decoded_something, trailing, length)) return EndpointRule::kRule1;
-  if (fires(opts_.rule2, decoded_something, trailing, length)) return EndpointRule::kRule2;
-  if (fires(opts_.rule3, decoded_something, trailing, length)) return EndpointRule::kRule3;
-  return EndpointRule::kNone;
+  if (fires(opts_.rule1, decoded_something, trailing, length)) return EndpointReason::kRule1;
+  if (fires(opts_.rule2, decoded_something, trailing, length)) return EndpointReason::kRule2;
+  if (fires(opts_.rule3, decoded_something, trailing, length)) return EndpointReason::kRule3;
+  return EndpointReason::kNone;
 }
 
 }  // namespace wenet_rt

@@ -43,7 +43,7 @@ struct CtcEndpointOptions {
 };
 
 // Which rule ended the utterance (0: none).
-enum class EndpointRule { kNone = 0, kRule1 = 1, kRule2 = 2, kRule3 = 3 };
+enum class EndpointReason { kNone = 0, kRule1 = 1, kRule2 = 2, kRule3 = 3 };
 
 // One per stream; not thread-safe.
 class CtcEndpoint {
@@ -58,7 +58,7 @@ class CtcEndpoint {
   // evaluates the rules with `decoded_something` (the best hypothesis after this chunk is not
   // empty). Returns the first rule that fires (rule1, rule2, rule3 in that order), or kNone. With
   // enabled = false, counts and returns kNone.
-  EndpointRule advance(const float* blank_logp, int frames, bool decoded_something);
+  EndpointReason advance(const float* blank_logp, int frames, bool decoded_something);
 
   // Whether frame probability exp(blank_logp) counts as silence.
   bool is_silence(float blank_logp) const;

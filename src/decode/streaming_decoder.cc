@@ -36,14 +36,14 @@ void StreamingCtcDecoder::reset_continuous(int64_t stream_feature_frames) {
               stream_feature_frames);
   searcher_.begin();
   endpointer_.reset();
-  endpoint_rule_ = EndpointRule::kNone;
+  endpoint_rule_ = EndpointReason::kNone;
   k_ = 0;
   lattice_ids_.clear();
   lattice_logp_.clear();
   offset_ms_ = stream_feature_frames * opts_.feature_shift_ms;
 }
 
-EndpointRule StreamingCtcDecoder::advance_top_k(const int* top_k_ids, const float* top_k_logp,
+EndpointReason StreamingCtcDecoder::advance_top_k(const int* top_k_ids, const float* top_k_logp,
                                                 const float* blank_logp, int frames, int k) {
   WENET_CHECK(frames >= 0, "streaming decoder: expected frames >= 0, got {}", frames);
   if (frames > 0) {
@@ -82,7 +82,7 @@ EndpointRule StreamingCtcDecoder::advance_top_k(const int* top_k_ids, const floa
   return finish_chunk(blank_logp, frames);
 }
 
-EndpointRule StreamingCtcDecoder::advance(const float* log_probs, int frames, int vocab) {
+EndpointReason StreamingCtcDecoder::advance(const float* log_probs, int frames, int vocab) {
   WENET_CHECK(frames >= 0, "streaming decoder: expected frames >= 0, got {}", frames);
   WENET_CHECK(vocab > opts_.search.blank, "streaming decoder: expected vocab > blank ({}), got {}", opts_.search.blank,
               vocab);
@@ -106,7 +106,7 @@ EndpointRule StreamingCtcDecoder::advance(const float* log_probs, int frames, in
   return finish_chunk(blank_scratch_.data(), frames);
 }
 
-EndpointRule StreamingCtcDecoder::finish_chunk(const float* blank_logp, int frames) {
+EndpointReason StreamingCtcDecoder::finish_chunk(const float* blank_logp, int frames) {
   endpoint_rule_ = endpointer_.advance(blank_logp, frames, decoded_something());
   return endpoint_rule_;
 }

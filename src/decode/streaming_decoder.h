@@ -66,11 +66,11 @@ class StreamingCtcDecoder {
   // runs the endpoint detector once for the chunk (as WeNet calls IsEndpoint per chunk) and returns
   // its answer (kNone: keep going). On the last chunk of the input the result is final whatever
   // this returns (WeNet does not ask). Throws wenet_rt::Error on bad arguments, changing nothing.
-  EndpointRule advance_top_k(const int* top_k_ids, const float* top_k_logp, const float* blank_logp, int frames,
+  EndpointReason advance_top_k(const int* top_k_ids, const float* top_k_logp, const float* blank_logp, int frames,
                              int k);
   // The same from full log-probs [frames][vocab] (top-k selected here, k = min(vocab, first_beam or
   // beam); the blank log-prob read from the row).
-  EndpointRule advance(const float* log_probs, int frames, int vocab);
+  EndpointReason advance(const float* log_probs, int frames, int vocab);
 
   // The N-best of the utterance so far, best first, with CTC prefix scores: the partial result
   // mid-utterance, the final N-best (attention rescoring input: build_decoder_inputs etc.) at its
@@ -81,7 +81,7 @@ class StreamingCtcDecoder {
   // post-processes to nothing would differ). WeNet sends a partial result only when this holds.
   bool decoded_something() const { return !searcher_.best_is_empty(); }
   // The endpoint detector's answer for the latest chunk (kNone before any).
-  EndpointRule endpoint() const { return endpoint_rule_; }
+  EndpointReason endpoint() const { return endpoint_rule_; }
 
   // Encoder frames of the current utterance so far.
   int frames() const { return searcher_.frames(); }
@@ -104,12 +104,12 @@ class StreamingCtcDecoder {
   const CtcEndpoint& endpointer() const { return endpointer_; }
 
  private:
-  EndpointRule finish_chunk(const float* blank_logp, int frames);
+  EndpointReason finish_chunk(const float* blank_logp, int frames);
 
   StreamingDecoderOptions opts_;
   CtcPrefixBeamSearcher searcher_;
   CtcEndpoint endpointer_;
-  EndpointRule endpoint_rule_ = EndpointRule::kNone;
+  EndpointReason endpoint_rule_ = EndpointReason::kNone;
   int k_ = 0;
   std::vector<int> lattice_ids_;
   std::vector<float> lattice_logp_;

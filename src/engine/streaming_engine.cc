@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "decode/ctc_search.h"
+#include "decode/streaming_decoder.h"
 #include "decode/text.h"
 #include "decode/timestamps.h"
 #include "engine/engine_setup.h"
@@ -27,7 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 // One stream's state. The fields under `mu` are shared by the client's threads and the scheduler;
 // the rest belongs to the scheduler (and to one search task at a time).
-struct StreamState {
+struct StreamContext {
   // --- shared, under mu -------------------------------------------------------------------------
   mutable std::mutex mu;
   std::condition_variable cv;
@@ -35,6 +36,7 @@ struct StreamState {
   std::vector<float> feats;      // fbank frames [feats_base, frames_total), row-major
   int64_t feats_base = 0, frames_total = 0;
   int64_t next_window = 0;       // fbank frame where the next chunk's window starts
+  int64_t window_end = 0;        // fbank frame after the last window taken
   bool input_done = false;       // input_finished() called
   bool abandoned = false;        // the client dropped the stream
   bool queued = false;           // in the engine's ready queue
@@ -43,19 +45,12 @@ struct StreamState {
   std::function<void(const StreamResult&)> callback;
   std::string partial, error;
 
-  // --- scheduler ----------------------------------------------------------------------------------
+  // --- scheduler ---------------------------------------------------------------------------------
   StreamOptions opts;
   int slot = -1;
   bool final_pending = false;    // the utterance ended; rescoring and the final result follow
-  bool stopped = false;          // decoding over (input finished, or endpoint without continuous decoding)
   int utterance = 0;
-  int64_t utt_start = 0;         // the utterance's first encoder frame, counted from the stream's start
-  // The utterance so far: CTC top-k per encoder frame, the blank's log-prob, encoder outputs.
-  std::vector<int> top_ids;
-  std::vector<float> top_logp, enc_out;
-  int frames = 0;
-  int trailing_blank = 0;        // encoder frames of trailing silence (endpointing)
-  std::vector<Hypothesis> nbest;
+  std::unique_ptr<StreamingCtcDecoder> decoder;  // search, lattice, endpoint of the utterance
 };
 
 }  // namespace
@@ -70,28 +65,30 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   Fbank fbank;
   std::vector<std::string> units;
   RescoreOptions rescore;
-  CtcPrefixBeamOptions search_opts;
-  int frame_ms = 40, k = 1, vocab = 0, dim = 0, out_dim = 0;
-  float log_blank_threshold = 0;
+  int frame_ms = 40, k = 1, dim = 0, out_dim = 0;
   int max_utterance_frames = 0;
+  StreamingDecoderOptions decoder_opts;
   std::unique_ptr<ThreadPool> pool;
 
-  // Slots: one encoder cache each, made on first use.
-  std::vector<EncoderCache> caches;
+  // Slots: every stream's encoder caches (attention K / V and conv rings) and its utterance's
+  // encoder output (for rescoring) in backend memory, reserved at construction. The pool's slots
+  // are all allocated once; which are free is kept here (open() runs on client threads).
+  EncoderCachePool caches;
+  Tensor utterances, zero_row;  // [max_streams * max_utterance_frames, d]; [d] zeros
   std::vector<int> free_slots;
 
   // The ready queue and the slots, shared with client threads.
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::shared_ptr<StreamState>> ready;
-  std::vector<std::shared_ptr<StreamState>> live;  // every open stream, by slot
+  std::deque<std::shared_ptr<StreamContext>> ready;
+  std::vector<std::shared_ptr<StreamContext>> live;  // every open stream, by slot
   bool stopping = false;
   StreamingStats stats;
   std::thread scheduler;
 
   Impl(ModelDir m, const StreamingConfig& c) : cfg(c), model(std::move(m)) {
     cfg.validate();
-    if (cfg.max_streams == 0) cfg.max_streams = cfg.device == "cuda" ? 1024 : 64;
+    if (cfg.max_streams == 0) cfg.max_streams = cfg.device == "cuda" ? 256 : 32;
     if (cfg.max_batch == 0) cfg.max_batch = cfg.max_streams;
     check_streaming_model(model.config);
     backend = make_engine_backend(cfg.device, cfg.precision, cfg.threads, /*cuda_graphs=*/false);
@@ -106,20 +103,36 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     cfg.reverse_weight = rescore.reverse_weight;
     if (cfg.mode == DecodeMode::kAttentionRescoring)
       rescorer = std::make_unique<BatchRescorer>(*asr, rescore, model.config.sos_id, model.config.eos_id);
-    search_opts.beam = cfg.mode == DecodeMode::kCtcGreedy ? 1 : cfg.beam;
-    search_opts.blank = model.config.blank_id;
-    vocab = model.config.vocab_size;
-    k = std::min(search_opts.beam, vocab);
+    CtcPrefixBeamOptions& search = decoder_opts.search;
+    search.beam = cfg.mode == DecodeMode::kCtcGreedy ? 1 : cfg.beam;
+    search.blank = model.config.blank_id;
+    CtcEndpointOptions& ep = decoder_opts.endpoint;
+    ep.enabled = cfg.endpoint.enabled;
+    ep.blank = search.blank;
+    ep.blank_threshold = cfg.endpoint.blank_threshold;
+    const auto rule = [](const EndpointRule& r) {
+      return CtcEndpointRule{r.must_decoded_something, r.min_trailing_silence_ms, r.min_utterance_length_ms};
+    };
+    ep.rule1 = rule(cfg.endpoint.rule1);
+    ep.rule2 = rule(cfg.endpoint.rule2);
+    ep.rule3 = rule(cfg.endpoint.rule3);
+    decoder_opts.subsampling = subsampling_rate(model.config.encoder.input_layer);
+    decoder_opts.feature_shift_ms = int(std::lround(model.config.fbank.frame_shift_ms));
+    decoder_opts.validate();
+    k = std::min(search.beam, model.config.vocab_size);
     dim = fbank.dim();
     out_dim = model.config.encoder.output_size;
     frame_ms = encoder_frame_ms(model.config);
-    log_blank_threshold = std::log(cfg.endpoint.blank_threshold);
     max_utterance_frames = int(std::min<double>(cfg.max_utterance_seconds * 1000.0 / frame_ms,
                                                 asr->max_subsampled_frames() - cfg.chunk_size));
     WENET_CHECK(max_utterance_frames >= cfg.chunk_size,
                 "max_utterance_seconds: {} s is shorter than one chunk ({} ms)", cfg.max_utterance_seconds,
                 cfg.chunk_size * frame_ms);
-    caches.resize(size_t(cfg.max_streams));
+    caches = encoder->make_pool(cfg.max_streams, max_utterance_frames);
+    for (int s = 0; s < cfg.max_streams; ++s) caches.allocate();
+    utterances = backend->upload(HostTensor(DType::kF32, {int64_t(cfg.max_streams) * max_utterance_frames, out_dim}),
+                                 backend->act_dtype());
+    zero_row = backend->upload(HostTensor(DType::kF32, {out_dim}), backend->act_dtype());
     live.resize(size_t(cfg.max_streams));
     for (int s = cfg.max_streams - 1; s >= 0; --s) free_slots.push_back(s);
     const int threads = cfg.threads > 0 ? cfg.threads : int(std::max(1u, std::thread::hardware_concurrency()));
@@ -135,7 +148,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     }
     cv.notify_all();
     if (scheduler.joinable()) scheduler.join();
-    std::vector<std::shared_ptr<StreamState>> open_streams;
+    std::vector<std::shared_ptr<StreamContext>> open_streams;
     {
       std::lock_guard<std::mutex> lock(mu);
       open_streams = live;
@@ -147,11 +160,12 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   int rate() const { return fbank.options().sample_rate; }
 
   // --- client side ----------------------------------------------------------------------------------
-  std::shared_ptr<StreamState> open(const StreamOptions& opts) {
+  std::shared_ptr<StreamContext> open(const StreamOptions& opts) {
     WENET_CHECK(opts.nbest >= 1 && opts.nbest <= cfg.beam, "stream nbest: expected 1..{} (the beam), got {}",
                 cfg.beam, opts.nbest);
-    auto s = std::make_shared<StreamState>();
+    auto s = std::make_shared<StreamContext>();
     s->opts = opts;
+    s->decoder = std::make_unique<StreamingCtcDecoder>(decoder_opts);
     std::lock_guard<std::mutex> lock(mu);
     WENET_CHECK(!stopping, "create_stream: the streaming recognizer is shutting down");
     WENET_CHECK(!free_slots.empty(), "create_stream: all {} streams are in use (max_streams)", cfg.max_streams);
@@ -164,7 +178,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   }
 
   // Under s.mu: whether the scheduler has something to do for s.
-  bool has_work(const StreamState& s) const {
+  bool has_work(const StreamContext& s) const {
     if (s.done) return false;
     if (s.abandoned) return true;
     const int64_t avail = s.frames_total - s.next_window;
@@ -173,7 +187,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   }
 
   // Under s.mu: queues s when it has work and is not queued yet.
-  void notify_locked(const std::shared_ptr<StreamState>& s) {
+  void notify_locked(const std::shared_ptr<StreamContext>& s) {
     if (s->queued || !has_work(*s)) return;
     s->queued = true;
     {
@@ -183,7 +197,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     cv.notify_one();
   }
 
-  void accept(const std::shared_ptr<StreamState>& s, const float* samples, size_t count, int sample_rate) {
+  void accept(const std::shared_ptr<StreamContext>& s, const float* samples, size_t count, int sample_rate) {
     WENET_CHECK(sample_rate == rate(), "accept_waveform: expected {} Hz audio (the model's rate), got {} Hz", rate(),
                 sample_rate);
     WENET_CHECK(samples != nullptr || count == 0, "accept_waveform: null samples");
@@ -208,14 +222,14 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     notify_locked(s);
   }
 
-  void finish_input(const std::shared_ptr<StreamState>& s) {
+  void finish_input(const std::shared_ptr<StreamContext>& s) {
     std::lock_guard<std::mutex> lock(s->mu);
     if (s->input_done) return;
     s->input_done = true;
     notify_locked(s);
   }
 
-  void abandon(const std::shared_ptr<StreamState>& s) {
+  void abandon(const std::shared_ptr<StreamContext>& s) {
     std::lock_guard<std::mutex> lock(s->mu);
     s->abandoned = true;
     s->callback = nullptr;
@@ -225,7 +239,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   // --- scheduler ------------------------------------------------------------------------------------
   void run() {
     for (;;) {
-      std::vector<std::shared_ptr<StreamState>> batch;
+      std::vector<std::shared_ptr<StreamContext>> batch;
       {
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return stopping || !ready.empty(); });
@@ -245,12 +259,12 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   }
 
   struct Job {
-    std::shared_ptr<StreamState> s;
+    std::shared_ptr<StreamContext> s;
     std::vector<float> window;  // fbank frames x dim, empty: no chunk (final result only)
     int frames = 0;             // fbank frames in the window
   };
 
-  void step(std::vector<std::shared_ptr<StreamState>>& batch) {
+  void step(std::vector<std::shared_ptr<StreamContext>>& batch) {
     std::vector<Job> jobs;
     for (auto& s : batch) {
       std::lock_guard<std::mutex> lock(s->mu);
@@ -267,6 +281,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
         j.frames = int(std::min<int64_t>(avail, encoder->window_frames()));
         const float* src = s->feats.data() + size_t(s->next_window - s->feats_base) * size_t(dim);
         j.window.assign(src, src + size_t(j.frames) * size_t(dim));
+        s->window_end = s->next_window + j.frames;
         s->next_window += encoder->stride_frames();
         // Windows overlap: frames before the next window's start are no longer needed.
         const int64_t drop = std::min(s->next_window, s->frames_total) - s->feats_base;
@@ -282,7 +297,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     if (jobs.empty()) return;
 
     encode(jobs);
-    pool->parallel_for(jobs.size(), [&](size_t i) { search(jobs[i]); });
+    pool->parallel_for(jobs.size(), [&](size_t i) { search(jobs[i], chunk_top_k[i]); });
     finalize(jobs);
 
     // Streams with more ready chunks go back in the queue (behind the others: fair).
@@ -292,97 +307,88 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     }
   }
 
-  // Each chunk through the encoder and the CTC top-k; appends to the stream's utterance.
+  // Per chunk job: its top-k rows (ids, log-probs [T][k]) and blank log-probs [T].
+  struct ChunkTopK {
+    std::vector<int> ids;
+    std::vector<float> logp, blank;
+    int frames = 0;
+  };
+  std::vector<ChunkTopK> chunk_top_k;
+
+  // The chunks of all jobs through the encoder in one batch (each stream's caches in its slot), the
+  // CTC top-k, and the encoder output into each stream's utterance store.
   void encode(std::vector<Job>& jobs) {
     Backend& be = *backend;
     const auto t0 = Clock::now();
-    int chunks = 0;
-    for (Job& j : jobs) {
-      if (j.window.empty()) continue;
-      StreamState& s = *j.s;
-      be.reset_arena();
-      EncoderCache& cache = caches[size_t(s.slot)];
-      if (cache.owner == nullptr) cache = encoder->make_cache();
-      const EncoderOutput enc = encoder->encode_chunk(j.window.data(), j.frames, cache);
-      const CtcTopK top = asr->ctc_top_k(enc, k);
-      const int T = enc.frames;
-      s.top_ids.resize(size_t(s.frames + T) * size_t(k + 1));
-      s.top_logp.resize(size_t(s.frames + T) * size_t(k + 1));
-      s.enc_out.resize(size_t(s.frames + T) * size_t(out_dim));
-      // Per frame: k ids then the blank's log-prob in the (k+1)-th column of top_logp.
-      const size_t cells = static_cast<size_t>(T) * static_cast<size_t>(k);
-      std::vector<int> ids(cells);
-      std::vector<float> logp(cells), blank(static_cast<size_t>(T));
-      be.copy_out(top.ids, ids.data());
-      be.copy_out(top.logp, logp.data());
-      be.copy_out(top.blank, blank.data());
-      be.copy_out(enc.out, s.enc_out.data() + size_t(s.frames) * size_t(out_dim));
-      for (int t = 0; t < T; ++t) {
-        const size_t row = size_t(s.frames + t) * size_t(k + 1);
-        std::copy_n(ids.data() + size_t(t) * size_t(k), k, s.top_ids.data() + row);
-        std::copy_n(logp.data() + size_t(t) * size_t(k), k, s.top_logp.data() + row);
-        s.top_ids[row + size_t(k)] = search_opts.blank;
-        s.top_logp[row + size_t(k)] = blank[size_t(t)];
-      }
-      s.frames += T;
-      ++chunks;
+    std::vector<size_t> chunked;
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (!jobs[i].window.empty()) chunked.push_back(i);
+    chunk_top_k.assign(jobs.size(), {});
+    const int B = int(chunked.size());
+    if (B == 0) return;
+    be.reset_arena();
+    // Windows padded to a full window: steady shapes.
+    const int W = encoder->window_frames();
+    std::vector<float> windows(size_t(B) * size_t(W) * size_t(dim), 0.f);
+    const size_t nb = static_cast<size_t>(B);
+    std::vector<int> lens(nb), slots(nb), first(nb);
+    for (int b = 0; b < B; ++b) {
+      const Job& j = jobs[chunked[size_t(b)]];
+      std::copy(j.window.begin(), j.window.end(), windows.begin() + std::ptrdiff_t(size_t(b) * size_t(W) * size_t(dim)));
+      lens[size_t(b)] = j.frames;
+      slots[size_t(b)] = j.s->slot;
+      first[size_t(b)] = j.s->decoder->frames();
+    }
+    const EncoderOutput enc = encoder->encode_chunks(windows.data(), B, W, lens.data(), slots.data(), caches);
+    const CtcTopK top = asr->ctc_top_k(enc, k);
+    Tensor d_slots = be.alloc({B}, DType::kI32), d_first = be.alloc({B}, DType::kI32);
+    be.copy_in(slots.data(), d_slots);
+    be.copy_in(first.data(), d_first);
+    be.ring_write(enc.out, enc.lens, d_slots, d_first, max_utterance_frames, utterances);
+    const int T = enc.frames;
+    std::vector<int> ids(size_t(B) * size_t(T) * size_t(k));
+    std::vector<float> logp(ids.size()), blank(size_t(B) * size_t(T));
+    be.copy_out(top.ids, ids.data());
+    be.copy_out(top.logp, logp.data());
+    be.copy_out(top.blank, blank.data());
+    for (int b = 0; b < B; ++b) {
+      ChunkTopK& c = chunk_top_k[chunked[size_t(b)]];
+      c.frames = enc.host_lens[size_t(b)];
+      const size_t row = size_t(b) * size_t(T), n = size_t(c.frames);
+      c.ids.assign(ids.begin() + std::ptrdiff_t(row * size_t(k)), ids.begin() + std::ptrdiff_t((row + n) * size_t(k)));
+      c.logp.assign(logp.begin() + std::ptrdiff_t(row * size_t(k)), logp.begin() + std::ptrdiff_t((row + n) * size_t(k)));
+      c.blank.assign(blank.begin() + std::ptrdiff_t(row), blank.begin() + std::ptrdiff_t(row + n));
     }
     std::lock_guard<std::mutex> lock(mu);
-    stats.chunks += uint64_t(chunks);
-    if (chunks > 0) ++stats.encoder_calls;
-    stats.max_batch_seen = std::max(stats.max_batch_seen, chunks);
+    stats.chunks += uint64_t(B);
+    ++stats.encoder_calls;
+    stats.max_batch_seen = std::max(stats.max_batch_seen, B);
     stats.encoder_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   }
 
-  // The prefix search over the utterance so far, and the endpoint rules (a search task).
-  void search(Job& j) {
-    StreamState& s = *j.s;
-    const int new_frames = j.window.empty() ? 0 : encoder->model().subsampled_length(j.frames);
-    // Compact copies of the top-k (without the blank column) for the searcher.
-    std::vector<int> ids(size_t(s.frames) * size_t(k));
-    std::vector<float> logp(size_t(s.frames) * size_t(k));
-    for (int t = 0; t < s.frames; ++t) {
-      std::copy_n(s.top_ids.data() + size_t(t) * size_t(k + 1), k, ids.data() + size_t(t) * size_t(k));
-      std::copy_n(s.top_logp.data() + size_t(t) * size_t(k + 1), k, logp.data() + size_t(t) * size_t(k));
-    }
-    thread_local std::unique_ptr<CtcPrefixBeamSearcher> searcher;
-    if (!searcher || searcher->options().beam != search_opts.beam || searcher->options().blank != search_opts.blank)
-      searcher = std::make_unique<CtcPrefixBeamSearcher>(search_opts);
-    s.nbest = searcher->search_top_k(ids.data(), logp.data(), s.frames, k);
-
-    for (int t = s.frames - new_frames; t < s.frames; ++t) {
-      const float blank = s.top_logp[size_t(t) * size_t(k + 1) + size_t(k)];
-      s.trailing_blank = blank > log_blank_threshold ? s.trailing_blank + 1 : 0;
-    }
+  // The prefix search goes on over the chunk; the endpoint rules (a search task).
+  void search(Job& j, const ChunkTopK& c) {
+    StreamContext& s = *j.s;
+    const EndpointReason reason =
+        s.decoder->advance_top_k(c.ids.data(), c.logp.data(), c.blank.data(), c.frames, k);
     bool input_over;
     {
       std::lock_guard<std::mutex> lock(s.mu);
       input_over = s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
     }
-    s.final_pending = input_over || s.frames + cfg.chunk_size > max_utterance_frames || endpoint(s);
+    s.final_pending = input_over || reason != EndpointReason::kNone ||
+                      s.decoder->frames() + cfg.chunk_size > max_utterance_frames;
   }
 
-  bool endpoint(const StreamState& s) const {
-    if (!cfg.endpoint.enabled) return false;
-    const bool decoded = !s.nbest.empty() && !s.nbest[0].tokens.empty();
-    const int silence_ms = s.trailing_blank * frame_ms, length_ms = s.frames * frame_ms;
-    for (const EndpointRule& r : {cfg.endpoint.rule1, cfg.endpoint.rule2, cfg.endpoint.rule3}) {
-      if (r.must_decoded_something && !decoded) continue;
-      if (silence_ms >= r.min_trailing_silence_ms && length_ms >= r.min_utterance_length_ms) return true;
-    }
-    return false;
-  }
+  int start_ms(const StreamContext& s) const { return int(s.decoder->utterance_offset_ms()); }
+  int end_ms(const StreamContext& s) const { return start_ms(s) + s.decoder->frames() * frame_ms; }
 
-  Sentence sentence_of(const StreamState& s, const Hypothesis& h, double score, bool with_pieces) const {
+  Sentence sentence_of(const StreamContext& s, const Hypothesis& h, double score, bool with_pieces) const {
     Sentence out;
     out.tokens = h.tokens;
     out.text = tokens_to_text(h.tokens, units);
     out.score = score;
-    if (with_pieces) {
-      const std::vector<int> peaks =
-          ctc_peak_frames(s.top_ids.data(), s.top_logp.data(), s.frames, k + 1, search_opts.blank, h.tokens);
-      out.word_pieces = word_pieces(h.tokens, peaks, units, frame_ms, int(s.utt_start * frame_ms));
-    }
+    if (with_pieces) out.word_pieces = s.decoder->word_pieces(h.tokens, units);
     return out;
   }
 
@@ -390,87 +396,84 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   void finalize(std::vector<Job>& jobs) {
     std::vector<Job*> ending, empty;
     for (Job& j : jobs) {
-      StreamState& s = *j.s;
+      StreamContext& s = *j.s;
       if (s.final_pending) {
-        (s.frames > 0 ? ending : empty).push_back(&j);
+        (s.decoder->frames() > 0 ? ending : empty).push_back(&j);
         continue;
       }
       StreamResult r;
       r.utterance = s.utterance;
-      r.start_ms = int(s.utt_start * frame_ms);
-      r.end_ms = int((s.utt_start + s.frames) * frame_ms);
-      for (size_t n = 0; n < s.nbest.size() && int(n) < s.opts.nbest; ++n)
-        r.nbest.push_back(sentence_of(s, s.nbest[n], s.nbest[n].ctc_score, false));
+      r.start_ms = start_ms(s);
+      r.end_ms = end_ms(s);
+      const std::vector<Hypothesis> nbest = s.decoder->nbest();
+      for (size_t n = 0; n < nbest.size() && int(n) < s.opts.nbest; ++n)
+        r.nbest.push_back(sentence_of(s, nbest[n], nbest[n].ctc_score, false));
       deliver(s, std::move(r));
     }
     for (Job* j : empty) {  // no audio in the utterance: an empty final result
-      StreamState& s = *j->s;
+      StreamContext& s = *j->s;
       StreamResult r;
       r.is_final = true;
       r.utterance = s.utterance;
-      r.start_ms = r.end_ms = int(s.utt_start * frame_ms);
+      r.start_ms = r.end_ms = start_ms(s);
       r.nbest.emplace_back();
       end_utterance(s, std::move(r));
     }
     if (ending.empty()) return;
 
-    // Attention rescoring of every ending utterance at once.
-    std::vector<std::vector<size_t>> order(ending.size());
+    // Attention rescoring of every ending utterance at once, over their encoder outputs read from
+    // the utterance store.
+    const int B = int(ending.size());
+    const size_t nb = static_cast<size_t>(B);
+    std::vector<std::vector<Hypothesis>> nbest(nb);
+    std::vector<std::vector<size_t>> order(nb);
+    for (int b = 0; b < B; ++b) {
+      nbest[size_t(b)] = ending[size_t(b)]->s->decoder->nbest();
+      if (nbest[size_t(b)].empty()) nbest[size_t(b)].emplace_back();
+    }
     if (rescorer) {
       Backend& be = *backend;
       be.reset_arena();
-      std::vector<std::vector<Hypothesis>> nbest;
-      std::vector<int> lens;
+      std::vector<int> lens(nb), slots(nb), first(nb, 0);
       int T = 1;
-      for (Job* j : ending) {
-        nbest.push_back(j->s->nbest);
-        lens.push_back(j->s->frames);
-        T = std::max(T, j->s->frames);
-      }
-      const int B = int(ending.size());
-      std::vector<float> padded(size_t(B) * size_t(T) * size_t(out_dim), 0.f);
       for (int b = 0; b < B; ++b) {
-        const StreamState& s = *ending[size_t(b)]->s;
-        std::copy(s.enc_out.begin(), s.enc_out.begin() + std::ptrdiff_t(size_t(s.frames) * size_t(out_dim)),
-                  padded.begin() + std::ptrdiff_t(size_t(b) * size_t(T) * size_t(out_dim)));
+        lens[size_t(b)] = ending[size_t(b)]->s->decoder->frames();
+        slots[size_t(b)] = ending[size_t(b)]->s->slot;
+        T = std::max(T, lens[size_t(b)]);
       }
       EncoderOutput enc;
       enc.batch = B;
       enc.frames = T;
       enc.host_lens = lens;
       enc.out = be.alloc({B, T, out_dim}, be.act_dtype());
-      be.copy_in(padded.data(), enc.out);
       enc.lens = be.alloc({B}, DType::kI32);
+      Tensor d_slots = be.alloc({B}, DType::kI32), d_first = be.alloc({B}, DType::kI32);
       be.copy_in(lens.data(), enc.lens);
-      for (auto& h : nbest)
-        if (h.empty()) h.emplace_back();  // nothing decoded: the empty hypothesis
+      be.copy_in(slots.data(), d_slots);
+      be.copy_in(first.data(), d_first);
+      be.ring_read(utterances, d_slots, d_first, max_utterance_frames, zero_row, enc.out);
       rescorer->enqueue(enc, nbest);
       be.wait(be.fence());
       for (int b = 0; b < B; ++b) {
         std::vector<Hypothesis>& hyps = nbest[size_t(b)];
         rescorer->pick(size_t(b), hyps);
-        std::vector<size_t> idx(hyps.size());
-        for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-        std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t c) { return hyps[a].total > hyps[c].total; });
-        ending[size_t(b)]->s->nbest = std::move(hyps);
-        order[size_t(b)] = std::move(idx);
+        for (size_t i = 0; i < hyps.size(); ++i) order[size_t(b)].push_back(i);
+        std::stable_sort(order[size_t(b)].begin(), order[size_t(b)].end(),
+                         [&](size_t a, size_t c) { return hyps[a].total > hyps[c].total; });
       }
     } else {
-      for (size_t b = 0; b < ending.size(); ++b) {
-        std::vector<Hypothesis>& hyps = ending[b]->s->nbest;
-        if (hyps.empty()) hyps.emplace_back();
-        for (size_t i = 0; i < hyps.size(); ++i) order[b].push_back(i);
-      }
+      for (int b = 0; b < B; ++b)
+        for (size_t i = 0; i < nbest[size_t(b)].size(); ++i) order[size_t(b)].push_back(i);
     }
-    for (size_t b = 0; b < ending.size(); ++b) {
-      StreamState& s = *ending[b]->s;
+    for (int b = 0; b < B; ++b) {
+      StreamContext& s = *ending[size_t(b)]->s;
       StreamResult r;
       r.is_final = true;
       r.utterance = s.utterance;
-      r.start_ms = int(s.utt_start * frame_ms);
-      r.end_ms = int((s.utt_start + s.frames) * frame_ms);
-      for (size_t n = 0; n < order[b].size() && int(n) < s.opts.nbest; ++n) {
-        const Hypothesis& h = s.nbest[order[b][n]];
+      r.start_ms = start_ms(s);
+      r.end_ms = end_ms(s);
+      for (size_t n = 0; n < order[size_t(b)].size() && int(n) < s.opts.nbest; ++n) {
+        const Hypothesis& h = nbest[size_t(b)][order[size_t(b)][n]];
         r.nbest.push_back(sentence_of(s, h, rescorer ? h.total : h.ctc_score, true));
       }
       end_utterance(s, std::move(r));
@@ -478,41 +481,38 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   }
 
   // After a final result: a fresh utterance (continuous decoding, more input to come) or the end.
-  void end_utterance(StreamState& s, StreamResult final_result) {
+  void end_utterance(StreamContext& s, StreamResult final_result) {
     bool more;
     {
       std::lock_guard<std::mutex> lock(s.mu);
       const bool input_over = s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
       more = s.opts.continuous_decoding && !input_over;
+      if (more) {
+        // As WeNet's runtime: the next utterance's first window starts after the last one read
+        // (its model forgets the overlap), and its times count the fbank frames read so far.
+        s.next_window = s.window_end;
+        const int64_t drop = std::min(s.next_window, s.frames_total) - s.feats_base;
+        if (drop > 0) {
+          s.feats.erase(s.feats.begin(), s.feats.begin() + std::ptrdiff_t(size_t(drop) * size_t(dim)));
+          s.feats_base += drop;
+        }
+      }
     }
     s.final_pending = false;
-    s.utt_start += s.frames;
-    s.frames = 0;
-    s.trailing_blank = 0;
-    s.top_ids.clear();
-    s.top_logp.clear();
-    s.enc_out.clear();
-    s.nbest.clear();
-    reset_cache(s.slot);
+    caches.reset(s.slot);
     if (more) {
+      s.decoder->reset_continuous(s.window_end);
       ++s.utterance;
       deliver(s, std::move(final_result));
       return;
     }
-    s.stopped = true;
     deliver(s, std::move(final_result), /*last=*/true);
   }
 
-  // A fresh utterance in the slot's caches (host bookkeeping only).
-  void reset_cache(int slot) {
-    EncoderCache& cache = caches[size_t(slot)];
-    if (cache.owner != nullptr) encoder->reset(cache);
-  }
-
   // Under s.mu, on the scheduler thread (or after it stopped): frees the stream's slot.
-  void release(StreamState& s) {
+  void release(StreamContext& s) {
     if (s.slot < 0) return;
-    reset_cache(s.slot);  // the slot's next stream starts fresh
+    caches.reset(s.slot);  // the slot's next stream starts fresh (host bookkeeping only)
     std::lock_guard<std::mutex> lock(mu);
     free_slots.push_back(s.slot);
     live[size_t(s.slot)].reset();
@@ -524,7 +524,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
 
   // Hands a result to the client (callback or queue); after the last one the stream is done and
   // its slot free, in one step, so that a client seeing done() has every result.
-  void deliver(StreamState& s, StreamResult r, bool last = false) {
+  void deliver(StreamContext& s, StreamResult r, bool last = false) {
     if (r.is_final) {
       std::lock_guard<std::mutex> lock(mu);
       ++stats.finals;
@@ -544,7 +544,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     s.cv.notify_all();
   }
 
-  void finish_with_error(StreamState& s, const std::string& message) {
+  void finish_with_error(StreamContext& s, const std::string& message) {
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.done) return;
     s.error = message;
@@ -557,7 +557,7 @@ namespace {
 // What the client holds: dropping it abandons the stream (its slot is freed by the scheduler).
 class StreamHandle final : public Stream {
  public:
-  StreamHandle(std::shared_ptr<StreamingEngine::Impl> engine, std::shared_ptr<StreamState> state)
+  StreamHandle(std::shared_ptr<StreamingEngine::Impl> engine, std::shared_ptr<StreamContext> state)
       : engine_(std::move(engine)), s_(std::move(state)) {}
   ~StreamHandle() override { engine_->abandon(s_); }
 
@@ -608,7 +608,7 @@ class StreamHandle final : public Stream {
   }
 
   std::shared_ptr<StreamingEngine::Impl> engine_;
-  std::shared_ptr<StreamState> s_;
+  std::shared_ptr<StreamContext> s_;
 };
 
 }  // namespace

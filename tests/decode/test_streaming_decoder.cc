@@ -163,49 +163,49 @@ std::vector<float> blanks(int frames, double prob) { return std::vector<float>(s
 
 // Feeds `frames` frames of blank probability `prob` in chunks of `chunk`; returns the first rule
 // that fires (and the frame count then), or kNone.
-std::pair<EndpointRule, int64_t> feed(CtcEndpoint& ep, int frames, double prob, bool decoded, int chunk = 1) {
+std::pair<EndpointReason, int64_t> feed(CtcEndpoint& ep, int frames, double prob, bool decoded, int chunk = 1) {
   const std::vector<float> lp = blanks(chunk, prob);
   for (int t = 0; t < frames; t += chunk) {
-    const EndpointRule r = ep.advance(lp.data(), std::min(chunk, frames - t), decoded);
-    if (r != EndpointRule::kNone) return {r, ep.frames_decoded()};
+    const EndpointReason r = ep.advance(lp.data(), std::min(chunk, frames - t), decoded);
+    if (r != EndpointReason::kNone) return {r, ep.frames_decoded()};
   }
-  return {EndpointRule::kNone, ep.frames_decoded()};
+  return {EndpointReason::kNone, ep.frames_decoded()};
 }
 
 TEST(CtcEndpoint, Rule1FiveSecondsOfSilenceEvenWithNothingDecoded) {
   CtcEndpoint ep({}, 40);
   // 5000 ms = 125 frames of 40 ms: the rule fires on the frame that makes it exactly 5000 ms.
-  EXPECT_EQ(feed(ep, 124, 0.95, false).first, EndpointRule::kNone);
+  EXPECT_EQ(feed(ep, 124, 0.95, false).first, EndpointReason::kNone);
   EXPECT_EQ(ep.trailing_silence_ms(), 4960);
   const auto [rule, at] = feed(ep, 1, 0.95, false);
-  EXPECT_EQ(rule, EndpointRule::kRule1);
+  EXPECT_EQ(rule, EndpointReason::kRule1);
   EXPECT_EQ(at, 125);
   EXPECT_EQ(ep.trailing_silence_ms(), 5000);
 }
 
 TEST(CtcEndpoint, Rule2OneSecondAfterSomethingWasDecoded) {
   CtcEndpoint ep({}, 40);
-  EXPECT_EQ(feed(ep, 10, 0.1, true).first, EndpointRule::kNone);  // speech
+  EXPECT_EQ(feed(ep, 10, 0.1, true).first, EndpointReason::kNone);  // speech
   // 1000 ms = 25 frames.
-  EXPECT_EQ(feed(ep, 24, 0.9, true).first, EndpointRule::kNone);
-  EXPECT_EQ(feed(ep, 1, 0.9, true).first, EndpointRule::kRule2);
+  EXPECT_EQ(feed(ep, 24, 0.9, true).first, EndpointReason::kNone);
+  EXPECT_EQ(feed(ep, 1, 0.9, true).first, EndpointReason::kRule2);
   EXPECT_EQ(ep.trailing_silence_frames(), 25);
   EXPECT_EQ(ep.utterance_length_ms(), 35 * 40);
   // Nothing decoded: the same silence is not an endpoint (until rule 1's 5 s).
   ep.reset();
-  EXPECT_EQ(feed(ep, 124, 0.9, false).first, EndpointRule::kNone);
+  EXPECT_EQ(feed(ep, 124, 0.9, false).first, EndpointReason::kNone);
   // With 60 ms frames (x6 subsampling) 1000 ms is not a whole number of frames: 17 frames (1020 ms).
   CtcEndpoint ep6({}, 60);
-  EXPECT_EQ(feed(ep6, 16, 0.9, true).first, EndpointRule::kNone);
-  EXPECT_EQ(feed(ep6, 1, 0.9, true).first, EndpointRule::kRule2);
+  EXPECT_EQ(feed(ep6, 16, 0.9, true).first, EndpointReason::kNone);
+  EXPECT_EQ(feed(ep6, 1, 0.9, true).first, EndpointReason::kRule2);
 }
 
 TEST(CtcEndpoint, Rule3TwentySecondsOfAnything) {
   for (bool decoded : {false, true}) {
     CtcEndpoint ep({}, 40);
     // 20000 ms = 500 frames of speech (no trailing silence at all).
-    EXPECT_EQ(feed(ep, 499, 0.2, decoded).first, EndpointRule::kNone);
-    EXPECT_EQ(feed(ep, 1, 0.2, decoded).first, EndpointRule::kRule3);
+    EXPECT_EQ(feed(ep, 499, 0.2, decoded).first, EndpointReason::kNone);
+    EXPECT_EQ(feed(ep, 1, 0.2, decoded).first, EndpointReason::kRule3);
     EXPECT_EQ(ep.utterance_length_ms(), 20000);
   }
 }
@@ -216,15 +216,15 @@ TEST(CtcEndpoint, RulesAreEvaluatedOncePerChunkOnItsLastFrame) {
   // silence is 0, so no endpoint, though 1 s of silence passed inside the chunk.
   std::vector<float> chunk = blanks(31, 0.95);
   chunk.back() = std::log(0.3f);
-  EXPECT_EQ(ep.advance(chunk.data(), 31, true), EndpointRule::kNone);
+  EXPECT_EQ(ep.advance(chunk.data(), 31, true), EndpointReason::kNone);
   EXPECT_EQ(ep.trailing_silence_frames(), 0);
   // Chunks of 16 frames: rule 2 is first seen at the end of the chunk that crosses 25 frames.
   const auto [rule, at] = feed(ep, 64, 0.95, true, 16);
-  EXPECT_EQ(rule, EndpointRule::kRule2);
+  EXPECT_EQ(rule, EndpointReason::kRule2);
   EXPECT_EQ(at, 31 + 32);
   // An empty chunk re-evaluates the counts (WeNet calls IsEndpoint with what the encoder gave).
-  EXPECT_EQ(ep.advance(nullptr, 0, true), EndpointRule::kRule2);
-  EXPECT_EQ(ep.advance(nullptr, 0, false), EndpointRule::kNone);
+  EXPECT_EQ(ep.advance(nullptr, 0, true), EndpointReason::kRule2);
+  EXPECT_EQ(ep.advance(nullptr, 0, false), EndpointReason::kNone);
 }
 
 TEST(CtcEndpoint, SilenceIsBlankProbabilityStrictlyAboveTheThreshold) {
@@ -272,7 +272,7 @@ TEST(CtcEndpoint, DisabledNeverFiresAndOptionsAreChecked) {
   CtcEndpointOptions off;
   off.enabled = false;
   CtcEndpoint ep(off, 40);
-  EXPECT_EQ(feed(ep, 600, 0.99, true).first, EndpointRule::kNone);
+  EXPECT_EQ(feed(ep, 600, 0.99, true).first, EndpointReason::kNone);
   EXPECT_EQ(ep.frames_decoded(), 600);
   EXPECT_EQ(off.describe(), "endpointing off");
   const std::string d = CtcEndpointOptions{}.describe();
@@ -326,14 +326,14 @@ TEST(StreamingDecoder, EndpointFinalResultAndContinuousDecodingOffsets) {
   std::vector<int> script = {-1, 2, 2, -1, -1, 3};
   script.resize(40, -1);
   const std::vector<float> lp1 = scripted(script, vocab);
-  EndpointRule rule = EndpointRule::kNone;
+  EndpointReason rule = EndpointReason::kNone;
   int t = 0;
-  for (; t < int(script.size()) && rule == EndpointRule::kNone; t += chunk) {
+  for (; t < int(script.size()) && rule == EndpointReason::kNone; t += chunk) {
     rule = dec.advance(lp1.data() + size_t(t) * vocab, chunk, vocab);
     if (t == 0) EXPECT_EQ(dec.best_tokens(), std::vector<int>{2});  // partial result after chunk 1
   }
-  EXPECT_EQ(rule, EndpointRule::kRule2);
-  EXPECT_EQ(dec.endpoint(), EndpointRule::kRule2);
+  EXPECT_EQ(rule, EndpointReason::kRule2);
+  EXPECT_EQ(dec.endpoint(), EndpointReason::kRule2);
   EXPECT_EQ(t, 32);
   EXPECT_EQ(dec.frames(), 32);
   EXPECT_EQ(dec.endpointer().trailing_silence_frames(), 26);
@@ -361,13 +361,13 @@ TEST(StreamingDecoder, EndpointFinalResultAndContinuousDecodingOffsets) {
   dec.reset_continuous(read);
   EXPECT_EQ(dec.utterance_offset_ms(), 1310);
   EXPECT_EQ(dec.frames(), 0);
-  EXPECT_EQ(dec.endpoint(), EndpointRule::kNone);
+  EXPECT_EQ(dec.endpoint(), EndpointReason::kNone);
   EXPECT_FALSE(dec.decoded_something());
   EXPECT_EQ(dec.endpointer().frames_decoded(), 0);
 
   // Utterance 2: token 4 at frame 3, 5 at frame 4 (neighbours closer than 100 ms share the midpoint).
   const std::vector<float> lp2 = scripted({-1, -1, -1, 4, 5, -1, -1, -1}, vocab);
-  EXPECT_EQ(dec.advance(lp2.data(), 8, vocab), EndpointRule::kNone);
+  EXPECT_EQ(dec.advance(lp2.data(), 8, vocab), EndpointReason::kNone);
   EXPECT_TRUE(dec.decoded_something());
   EXPECT_EQ(dec.best_tokens(), (std::vector<int>{4, 5}));
   EXPECT_EQ(dec.peak_frames({4, 5}), (std::vector<int>{3, 4}));  // utterance-relative frames
@@ -394,16 +394,16 @@ TEST(StreamingDecoder, NothingDecodedEndsByRule1AndTheBlankCanComeFromTheTopK) {
   // Mostly blank (prob ~0.95): nothing decoded; rule 1 at 125 frames.
   const std::vector<float> lp = random_log_probs(rng, frames, vocab, 0.3, 7.0);
   const TopK top = top_k_of(lp.data(), frames, vocab, 3);
-  EndpointRule a = EndpointRule::kNone, b = EndpointRule::kNone;
+  EndpointReason a = EndpointReason::kNone, b = EndpointReason::kNone;
   int t = 0;
-  for (; t < frames && a == EndpointRule::kNone; t += 5) {
+  for (; t < frames && a == EndpointReason::kNone; t += 5) {
     a = with_blank.advance_top_k(top.ids.data() + t * 3, top.logp.data() + t * 3, top.blank.data() + t, 5, 3);
     b = from_top_k.advance_top_k(top.ids.data() + t * 3, top.logp.data() + t * 3, nullptr, 5, 3);
     EXPECT_EQ(a, b) << t;
     EXPECT_EQ(with_blank.endpointer().trailing_silence_frames(), from_top_k.endpointer().trailing_silence_frames());
   }
   EXPECT_FALSE(with_blank.decoded_something());
-  EXPECT_EQ(a, EndpointRule::kRule1);
+  EXPECT_EQ(a, EndpointReason::kRule1);
   EXPECT_GE(t, 125);
   // Below 0.5 the top-k cannot tell: the blank log-probs are required.
   opts.endpoint.blank_threshold = 0.4f;
