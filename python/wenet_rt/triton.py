@@ -9,7 +9,7 @@ Model `wenet_rt` (offline, dynamic batching). Inputs, per row of a request, one 
     SAMPLE_RATE  int32   [1]   with PCM
 Outputs, per row:
     TEXT         bytes   [1]   UTF-8 transcript ('' on failure)
-    TOKENS       int32   [-1]  token ids (padded with -1 to the longest row of the request)
+    TOKENS       int32   [-1]  token ids (padded with -1 to the longest row of the request, >= 1 wide)
     TIMESTAMPS   int32   [-1, 2] (start_ms, end_ms) per token (padded with -1 likewise)
     SCORE        float32 [1]
     ERROR        bytes   [1]   '' or why this row failed (unreadable audio, too short...)
@@ -44,7 +44,8 @@ _LOG = logging.getLogger("wenet_rt.triton")
 def results_to_outputs(results: Sequence[Result]) -> Dict[str, np.ndarray]:
     """One request's outputs from its rows' results (TOKENS / TIMESTAMPS padded with -1)."""
     n = len(results)
-    longest = max((len(r.tokens) for r in results), default=0)
+    # At least one column: PyTriton cannot return a zero-sized tensor (a failed or silent row).
+    longest = max([1] + [len(r.tokens) for r in results])
     tokens = np.full((n, longest), -1, dtype=np.int32)
     stamps = np.full((n, longest, 2), -1, dtype=np.int32)
     for i, r in enumerate(results):

@@ -90,11 +90,14 @@ def expected(demo_rec):
     return {p.stem: demo_rec.transcribe(p) for p in EXAMPLES}
 
 
-def check(p, got, expected, cli_demo_text):
+def check(p, got, expected, cli_demo_text, same_batch=True):
     text, tokens, stamps, error = got
     assert error == ""
     assert text == cli_demo_text[p.stem]
-    assert tokens == expected[p.stem].tokens and stamps == expected[p.stem].timestamps
+    assert tokens == expected[p.stem].tokens
+    assert len(stamps) == len(tokens)
+    if same_batch:  # batched with others, a conformer's last frames see padding (WeNet's semantics): peaks may move
+        assert stamps == expected[p.stem].timestamps
 
 
 def test_http_wav(server, expected, cli_demo_text):
@@ -121,7 +124,7 @@ def test_concurrent_requests_batched(server, expected, cli_demo_text):
 
     with cf.ThreadPoolExecutor(8) as pool:
         for p, got in pool.map(one, range(20)):
-            check(p, got, expected, cli_demo_text)
+            check(p, got, expected, cli_demo_text, same_batch=False)
 
 
 def test_bad_audio_reported(server):
