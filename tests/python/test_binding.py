@@ -146,6 +146,22 @@ def test_bad_options():
         wenet_rt.Recognizer(DEMO, beam=0)
 
 
+@pytest.fixture(scope="module")
+def cuda_rec():
+    if not wenet_rt.HAS_CUDA:
+        pytest.skip("built without CUDA")
+    try:
+        return wenet_rt.Recognizer(DEMO, device="cuda", precision="fp16")
+    except wenet_rt.Error as e:
+        pytest.skip(f"no usable GPU: {e}")
+
+
+def test_cuda_matches_cli(cuda_rec, cli_demo_text):
+    assert {r.key: r.text for r in cuda_rec.transcribe(EXAMPLES)} == cli_demo_text
+    pcm = [read_wav_int16(p)[0] for p in EXAMPLES]
+    assert [r.text for r in cuda_rec.transcribe(pcm, sample_rate=16000)] == [cli_demo_text[p.stem] for p in EXAMPLES]
+
+
 @pytest.mark.skipif(wenet_rt.HAS_CUDA, reason="built with CUDA")
 def test_cuda_without_cuda_build():
     with pytest.raises(wenet_rt.Error):
