@@ -51,7 +51,8 @@ struct Item {
   int segment = 0;
   int64_t offset = 0;    // first sample within the input
   int64_t planned = 0;   // samples: from the header, exact for audio decoded while planning
-  std::shared_ptr<const std::vector<float>> audio;  // decoded while planning (in memory, long files)
+  const float* pcm = nullptr;  // the input's samples when in memory (decoded while planning, or borrowed)
+  std::shared_ptr<const std::vector<float>> audio;  // owns them, unless borrowed from the caller
   // Read stage.
   int64_t samples = 0;
   int64_t staging_offset = 0;  // where its samples go in the batch's page-locked staging
@@ -206,27 +207,40 @@ struct OfflineEngine::Impl {
   std::vector<Item> plan_input(size_t index, EngineInput& in, RecognitionResult& r) {
     std::vector<Item> items;
     std::shared_ptr<std::vector<float>> audio;
+    const float* pcm = nullptr;
     int64_t n = 0;
     if (in.path.empty()) {
-      Audio a = audio_from_samples(std::move(in.samples), in.sample_rate, rate());
-      audio = std::make_shared<std::vector<float>>(std::move(a.samples));
-      n = int64_t(audio->size());
+      if (in.borrowed != nullptr && in.sample_rate == rate()) {
+        pcm = in.borrowed;
+        n = int64_t(in.borrowed_size);
+      } else {
+        std::vector<float> samples =
+            in.borrowed != nullptr ? std::vector<float>(in.borrowed, in.borrowed + in.borrowed_size) : std::move(in.samples);
+        Audio a = audio_from_samples(std::move(samples), in.sample_rate, rate());
+        audio = std::make_shared<std::vector<float>>(std::move(a.samples));
+        pcm = audio->data();
+        n = int64_t(audio->size());
+      }
       WENET_CHECK(n > 0, "{}: no samples", in.key);
     } else {
       n = probe_audio(in.path).samples_at(rate());
     }
     r.duration_s = double(n) / rate();
     if (double(n) > segment_opts.max_seconds * rate()) {
-      if (!audio) audio = std::make_shared<std::vector<float>>(read_audio(in.path, rate()).samples);
-      n = int64_t(audio->size());
+      if (!pcm) {
+        audio = std::make_shared<std::vector<float>>(read_audio(in.path, rate()).samples);
+        pcm = audio->data();
+        n = int64_t(audio->size());
+      }
       r.duration_s = double(n) / rate();
-      const std::vector<Segment> segments = split_into_utterances(audio->data(), n, rate(), segment_opts);
+      const std::vector<Segment> segments = split_into_utterances(pcm, n, rate(), segment_opts);
       for (const Segment& s : segments) {
         Item it;
         it.input = index;
         it.segment = int(items.size());
         it.offset = s.begin;
         it.planned = s.end - s.begin;
+        it.pcm = pcm;
         it.audio = audio;
         items.push_back(std::move(it));
       }
@@ -236,6 +250,7 @@ struct OfflineEngine::Impl {
     Item it;
     it.input = index;
     it.planned = n;
+    it.pcm = pcm;
     it.audio = audio;
     items.push_back(std::move(it));
     return items;
@@ -248,8 +263,8 @@ struct OfflineEngine::Impl {
       const float* pcm = nullptr;
       {
         const auto t0 = Clock::now();
-        if (it.audio) {
-          pcm = it.audio->data() + it.offset;
+        if (it.pcm) {
+          pcm = it.pcm + it.offset;
           it.samples = it.planned;
         } else {
           owned = read_audio(in.path, rate()).samples;
@@ -285,7 +300,7 @@ struct OfflineEngine::Impl {
       int64_t total = 0;
       for (Item* it : b.items) {
         it->staging_offset = total;
-        total += it->planned + (it->audio ? 0 : kStagingSlack);
+        total += it->planned + (it->pcm ? 0 : kStagingSlack);
       }
       pcm = staging[size_t(staging_slot)].get<float>(*backend, size_t(total));
       b.staging = staging_slot;
