@@ -525,6 +525,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
   // Hands a result to the client (callback or queue); after the last one the stream is done and
   // its slot free, in one step, so that a client seeing done() has every result.
   void deliver(StreamContext& s, StreamResult r, bool last = false) {
+    r.last = last;
     if (r.is_final) {
       std::lock_guard<std::mutex> lock(mu);
       ++stats.finals;

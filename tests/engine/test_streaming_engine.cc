@@ -112,6 +112,7 @@ std::vector<StreamResult> stream_file(Stream& s, const std::string& wav, size_t 
 
 const StreamResult* final_of(const std::vector<StreamResult>& rs) {
   const StreamResult* f = nullptr;
+  for (size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(rs[i].last, i + 1 == rs.size()) << "result " << i;
   for (const auto& r : rs)
     if (r.is_final) {
       EXPECT_EQ(f, nullptr) << "more than one final result";
