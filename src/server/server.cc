@@ -225,7 +225,8 @@ void Server::Impl::begin_shutdown() {
     beast::error_code ec;
     self->acceptor.close(ec);
   });
-  if (backends.batcher) backends.batcher->shutdown(/*drain=*/true);
+  // The batcher keeps taking work: streams in flight (offline streams submit at their end) and
+  // requests already read still need it; no new connection comes in to add more.
   for (auto& s : live_sessions()) asio::post(s->executor(), [s] { s->on_drain(); });
   auto timer = std::make_shared<asio::steady_timer>(ioc);
   check_drained(timer, Clock::now() + std::chrono::milliseconds(int64_t(config.drain_timeout_s * 1000)));
