@@ -166,6 +166,28 @@ def test_browser(port):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_loadtest(port):
+    tmp = tempfile.mkdtemp(prefix="wenet-rt-load-")
+    try:
+        scp, expect = os.path.join(tmp, "wav.scp"), os.path.join(tmp, "text")
+        with open(scp, "w") as f:
+            for key in sorted(EXPECTED):
+                f.write(f"{key} {os.path.abspath(EXAMPLES)}/{key}.wav\n")
+        with open(expect, "w") as f:
+            for key in sorted(EXPECTED):
+                f.write(f"{key} {EXPECTED[key]}\n")
+        for args in (["--streams", "5", "--pace", "4"], ["--http", "3", "--duration", "2"]):
+            report = os.path.join(tmp, "report.json")
+            out = subprocess.run([BIN, "loadtest", f"ws://127.0.0.1:{port}", "--wav-scp", scp, "--expect", expect,
+                                  "--json", report, *args], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            r = json.load(open(report))
+            assert r["errors"] == 0 and r["mismatches"] == 0 and r["completed"] >= 3, r
+        print("loadtest (websocket and http, every text checked): ok")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_sigterm_drains():
     proc, port = start_server("--drain-timeout", "30")
     try:
@@ -185,6 +207,7 @@ def main():
         test_openai(port)
         test_raw_and_websocket(port)
         test_browser(port)
+        test_loadtest(port)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert re.search(r"^wenet_rt_transcriptions_total [1-9]", metrics, re.M), metrics
         assert re.search(r'^wenet_rt_audio_seconds_total\{path="http"\} [1-9]', metrics, re.M), metrics
