@@ -10,6 +10,13 @@ ctc_log_probs (valid frames), decoder log-probs (l2r, and r2l where
 present) for the golden hyps_in on the golden encoder_out (isolates the
 decoder) and on the reference's own encoder_out, and decode.json: greedy
 tokens, prefix-beam N-best order and scores, rescoring tokens and score.
+Streaming dirs (goldens uttU_feats, WeNet's forward_chunk_by_chunk per
+(decoding_chunk_size, num_decoding_left_chunks) case): the full-context
+encoder_out, the reference's forward_chunk_by_chunk encoder_out and CTC
+log-probs per case, CTC greedy / prefix beam / rescoring on them; and, where
+the conv module is causal, that the chunk-masked
+full-sequence forward (model.encode with decoding_chunk_size) equals WeNet's
+chunk-by-chunk output.
 Exit status 1 if a tensor differs by more than 1e-4, a score by more than
 1e-3, or any token sequence differs.
 """
@@ -57,6 +64,64 @@ class Report:
             self.failures.append(f"{what}: expected {theirs}, got {ours}")
 
 
+def check_stream_dir(name, model, g, dec, rep: Report) -> str:
+    """A streaming goldens dir: per utterance and (chunk, left) case."""
+    causal = all(layer.conv_module is None or layer.conv_module.lorder > 0
+                 for layer in model.encoder.encoders) and \
+        hasattr(model.encoder.encoders[0], "conv_module")
+    masked_checked = 0
+    u = 0
+    while f"utt{u}_feats" in g:
+        feats = g[f"utt{u}_feats"]
+        lens = torch.tensor([feats.size(1)])
+        full, _ = model.encode(feats, lens)
+        rep.diff(f"{name} utt{u} encoder_out (full)",
+                 max_diff(full, g[f"utt{u}_encoder_out_full"]), TENSOR_TOL,
+                 "encoder_out")
+        for chunk, left in dec["cases"]:
+            key = f"utt{u}_chunk{chunk}_left{left}"
+            enc, _ = model.encoder.forward_chunk_by_chunk(feats, chunk, left)
+            rep.diff(f"{name} {key} encoder_out (chunk by chunk)",
+                     max_diff(enc, g[key + "_encoder_out"]), TENSOR_TOL,
+                     "stream_encoder_out")
+            ctc = model.ctc_log_probs(enc)
+            rep.diff(f"{name} {key} ctc_log_probs (chunk by chunk)",
+                     max_diff(ctc, g[key + "_ctc_log_probs"]), TENSOR_TOL,
+                     "stream_ctc_log_probs")
+            if causal:
+                masked, mlens = model.encode(feats, lens, chunk, left)
+                rep.same(f"{name} {key} masked forward length",
+                         int(mlens[0]), enc.size(1))
+                rep.diff(f"{name} {key} encoder_out (chunk-masked forward)",
+                         max_diff(masked, g[key + "_encoder_out"]),
+                         TENSOR_TOL, "stream_encoder_out_masked")
+                masked_checked += 1
+            res = dec["results"][key]
+            n = enc.size(1)
+            rep.same(f"{name} {key} ctc_greedy_search",
+                     ctc_greedy_search(ctc[0], n, model.blank_id),
+                     res["ctc_greedy_search"])
+            nbest, scores = ctc_prefix_beam_search(ctc[0], n,
+                                                   dec["beam_size"],
+                                                   model.blank_id)
+            pbs = res["ctc_prefix_beam_search"]
+            rep.same(f"{name} {key} prefix-beam nbest", nbest, pbs["nbest"])
+            rep.diff(f"{name} {key} prefix-beam scores",
+                     max(abs(a - b) for a, b in
+                         zip(scores, pbs["nbest_scores"])), SCORE_TOL,
+                     "nbest_scores")
+            _, tokens, score, _ = attention_rescoring(
+                model, enc, nbest, scores, dec["ctc_weight"],
+                dec["reverse_weight"])
+            ar = res["attention_rescoring"]
+            rep.same(f"{name} {key} rescoring tokens", tokens, ar["tokens"])
+            rep.diff(f"{name} {key} rescoring score",
+                     abs(score - ar["score"]), SCORE_TOL, "rescoring_score")
+        u += 1
+    return (f"streaming: {u} utterances x {len(dec['cases'])} cases, "
+            f"{masked_checked} chunk-masked forwards vs chunk by chunk")
+
+
 def check_dir(model_dir: str, rep: Report) -> str:
     """Checks one model dir; returns its decision margins as text."""
     name = os.path.basename(os.path.normpath(model_dir))
@@ -65,6 +130,8 @@ def check_dir(model_dir: str, rep: Report) -> str:
          read_goldens(os.path.join(model_dir, "goldens")).items()}
     with open(os.path.join(model_dir, "goldens", "decode.json")) as f:
         dec = json.load(f)
+    if "utt0_feats" in g:
+        return check_stream_dir(name, model, g, dec, rep)
 
     enc, lens = model.encode(g["feats"], g["feats_lens"])
     rep.same(f"{name} encoder_lens", lens.tolist(), g["encoder_lens"].tolist())

@@ -4,7 +4,10 @@
     python3 reference/demo/train.py --data DATA --out OUTDIR [--minutes 6.5] [--tiny]
 
 The model is the project's reference (reference/wenet_ref: WeNet's architecture and parameter
-names), trained here with WeNet's recipe: joint CTC / attention loss (ctc_weight 0.3, label
+names), a U2++ streaming conformer (use_dynamic_chunk, causal conv module with layer_norm, all
+left chunks) trained here with WeNet's recipe: dynamic chunk training (WeNet's
+add_optional_chunk_mask: per batch a random chunk of 1..25 encoder frames, or full context about
+half the time), joint CTC / attention loss (ctc_weight 0.3, label
 smoothing 0.1, bitransformer decoder with reverse_weight 0.3), SpecAugment (2 time masks up to
 50 frames, capped at a fifth of the utterance; 2 frequency masks up to 10 bins), dropout 0.1 on
 every residual branch, Adam with linear warmup then cosine decay over the time budget, bf16
@@ -16,7 +19,11 @@ and wenet-rt compute them), global_cmvn, units.txt}, OUTDIR/checkpoint.pt (fp32,
 second run continues training from it), OUTDIR/examples/ (5 held-out WAVs and
 their text), OUTDIR/test_subset/ (a few dozen held-out WAVs, wav.scp relative to OUTDIR, text),
 OUTDIR/results.json, and prints WER on the held-out set for CTC greedy, CTC prefix beam and
-attention rescoring (ctc_weight 0.5, reverse_weight 0.3: wenet-rt's defaults for this model).
+attention rescoring (ctc_weight 0.5, reverse_weight 0.3: wenet-rt's defaults for this model), with
+full context and streaming (decoding chunk 16, 8 and 4 frames = 640 / 320 / 160 ms, all left
+chunks: the chunk-masked forward, equal to chunk-by-chunk for this causal model, see
+reference/check_streaming.py). Evaluation is batched: encoder and rescoring decoder per 64
+utterances, the prefix beam search in one process per core.
 """
 
 import argparse
@@ -43,14 +50,16 @@ from wenet_ref import from_config  # noqa: E402
 from wenet_ref.layers import (ConvolutionModule, MultiHeadedAttention,  # noqa: E402
                               PositionwiseFeedForward)
 from wenet_ref.model import cmvn_from_stats  # noqa: E402
-from wenet_ref.search import (attention_rescoring, ctc_greedy_search,  # noqa: E402
-                              ctc_prefix_beam_search)
+from wenet_ref.search import (ctc_greedy_search, ctc_prefix_beam_search,  # noqa: E402
+                              pad_hyps)
 
 SPACE = "\u2581"  # "▁": WeNet's word boundary symbol; detokenizers turn it into a space
 IGNORE_ID = -1
 CTC_WEIGHT, LSM_WEIGHT, REVERSE_WEIGHT = 0.3, 0.1, 0.3
 DECODE_CTC_WEIGHT = 0.5  # wenet-rt's (and WeNet's C++ runtime's) rescoring default
 BEAM = 10
+STREAM_CHUNKS = (16, 8, 4)  # decoding_chunk_size of the streaming evaluation (all left chunks)
+MODES = ["ctc_greedy", "ctc_prefix_beam", "attention_rescoring"]
 
 
 def log(msg):
@@ -182,7 +191,10 @@ def model_config(vocab, args):
             "input_layer": "conv2d", "normalize_before": True, "cnn_module_kernel": 15,
             "use_cnn_module": True, "activation_type": "swish", "pos_enc_layer_type": "rel_pos",
             "selfattention_layer_type": "rel_selfattn", "macaron_style": True,
-            "cnn_module_norm": "layer_norm"},
+            "cnn_module_norm": "layer_norm",
+            # U2++ streaming: dynamic chunk training (WeNet's add_optional_chunk_mask with
+            # decoding_chunk_size 0), all left chunks, causal conv module
+            "use_dynamic_chunk": True, "use_dynamic_left_chunk": False, "causal": True},
         "decoder": "bitransformer",
         "decoder_conf": {
             "attention_heads": args.heads, "linear_units": 4 * d,
@@ -252,7 +264,9 @@ def label_smoothing_loss(logits, target, smoothing):
 
 
 def compute_loss(model, feats, lens, ys_pad, ys_lens):
-    enc, mask = model.encoder(feats, lens)
+    # decoding_chunk_size 0: WeNet's training mask, a random chunk per batch (full context about
+    # half the time, else 1..25 frames with all left chunks) for a use_dynamic_chunk model
+    enc, mask = model.encoder(feats, lens, 0)
     enc_lens = mask.squeeze(1).sum(1)
     b = feats.size(0)
     logp = torch.log_softmax(model.ctc.ctc_lo(enc).float(), dim=-1)
@@ -304,30 +318,103 @@ def edit_distance(ref, hyp):
     return d[len(hyp)]
 
 
-def evaluate(model, store, idx, texts, units, device, modes, batch=16):
-    """{mode: hyp texts} for utterances idx, decoded with the reference search functions."""
+def _beam_job(job):
+    """Worker: CTC prefix beam search of one utterance's (n, V) float32 log-probs."""
+    logp, beam = job
+    return ctc_prefix_beam_search(torch.from_numpy(logp), logp.shape[0], beam)
+
+
+def _worker_init():
+    torch.set_num_threads(1)
+
+
+def make_pool(workers):
+    """Processes for the prefix beam search (pure python, one core per utterance); spawned, not
+    forked: the parent holds CUDA and OpenMP state."""
+    if workers <= 1:
+        return None
+    import multiprocessing
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+
+
+def rescore_batch(model, enc, enc_lens, nbests, ctc_scores, ctc_weight, reverse_weight,
+                  return_scores=False):
+    """Attention rescoring of several utterances' N-best in one decoder call per direction:
+    enc (B, T, d) with valid lengths enc_lens (B,), nbests / ctc_scores per utterance. The scores
+    of wenet_ref.search.attention_rescoring (decoder log-probs of the tokens and <eos>, l2r and
+    r2l mixed by reverse_weight, + ctc_weight * CTC score; first maximum wins), summed with
+    torch.sum instead of one token at a time (equal up to float32 rounding). Returns the best
+    token list per utterance (and with return_scores every hyp's score)."""
+    dev = enc.device
+    owner = [b for b, nb in enumerate(nbests) for _ in nb]
+    hyps = [h for nb in nbests for h in nb]
+    hyps_in, hyps_lens = pad_hyps(hyps, model.sos, model.eos)
+    hyps_in, hyps_lens = hyps_in.to(dev), hyps_lens.to(dev)
+    own = torch.tensor(owner, device=dev)
+    mem, mem_lens = enc[own], enc_lens[own]
+    n, width = hyps_in.shape
+    tok_len = hyps_lens - 1
+    pos = torch.arange(width, device=dev)[None, :]
+    tokens = hyps_in[:, 1:]  # (N, width - 1): tokens then eos padding
+    target = torch.cat([tokens, torch.full((n, 1), model.eos, device=dev)], 1)
+    # position len holds <eos>; beyond it nothing counts
+    target = torch.where(pos == tok_len[:, None], torch.full_like(target, model.eos), target)
+    valid = pos <= tok_len[:, None]
+    l2r = model.decode(mem, mem_lens, hyps_in, hyps_lens)
+    score = (torch.gather(l2r, 2, target[:, :, None])[:, :, 0] * valid).sum(1)
+    if reverse_weight > 0 and model.is_bidirectional:
+        r2l = model.decode(mem, mem_lens, hyps_in, hyps_lens, reverse=True)
+        # position p < len predicts token len-1-p of the hyp, position len <eos>
+        src = (tok_len[:, None] - 1 - pos).clamp(min=0, max=width - 2)
+        r_target = torch.where(pos < tok_len[:, None], torch.gather(tokens, 1, src), target)
+        r_score = (torch.gather(r2l, 2, r_target[:, :, None])[:, :, 0] * valid).sum(1)
+        score = score * (1 - reverse_weight) + r_score * reverse_weight
+    score = score.double().cpu().tolist()
+    best, totals, k = [], [], 0
+    for b, nb in enumerate(nbests):
+        total = [score[k + i] + ctc_weight * ctc_scores[b][i] for i in range(len(nb))]
+        i_best = max(range(len(nb)), key=lambda i: (total[i], -i))
+        best.append(list(nb[i_best]))
+        totals.append(total)
+        k += len(nb)
+    return (best, totals) if return_scores else best
+
+
+def evaluate(model, store, idx, texts, units, device, modes, batch=64, chunk=-1, pool=None):
+    """({mode: {utterance: hyp text}}, {mode: WER numbers}) for utterances idx, decoded with the
+    reference search functions on the encoder output of decoding_chunk_size `chunk` (-1: full
+    context; C > 0: WeNet's chunk-masked forward with all left chunks, which for this causal
+    conformer equals chunk-by-chunk streaming: reference/check_streaming.py). Batched: encoder
+    and rescoring decoder per `batch` utterances, prefix beam search in `pool`'s processes."""
     hyps = {m: {} for m in modes}
     order = sorted(idx, key=lambda i: int(store.lens[i]))
+    need_beam = "ctc_prefix_beam" in modes or "attention_rescoring" in modes
     model.eval()
     with torch.no_grad(), torch.device(device):
         for s in range(0, len(order), batch):
             part = order[s:s + batch]
             feats, lens, _, _ = store.batch(part)
-            enc, enc_lens = model.encode(feats, lens)
+            enc, enc_lens = model.encode(feats, lens, chunk, -1)
             ctc = model.ctc_log_probs(enc).cpu()
+            n_of = [int(x) for x in enc_lens.tolist()]
             for row, i in enumerate(part):
-                n = int(enc_lens[row])
                 if "ctc_greedy" in modes:
-                    hyps["ctc_greedy"][i] = detokenize(ctc_greedy_search(ctc[row], n), units)
-                if "ctc_prefix_beam" in modes or "attention_rescoring" in modes:
-                    nbest, scores = ctc_prefix_beam_search(ctc[row], n, BEAM)
-                    if "ctc_prefix_beam" in modes:
-                        hyps["ctc_prefix_beam"][i] = detokenize(nbest[0], units)
-                    if "attention_rescoring" in modes:
-                        _, best, _, _ = attention_rescoring(
-                            model, enc[row:row + 1, :n], nbest, scores,
-                            ctc_weight=DECODE_CTC_WEIGHT, reverse_weight=REVERSE_WEIGHT)
-                        hyps["attention_rescoring"][i] = detokenize(best, units)
+                    hyps["ctc_greedy"][i] = detokenize(ctc_greedy_search(ctc[row], n_of[row]),
+                                                       units)
+            if not need_beam:
+                continue
+            jobs = [(ctc[row, :n_of[row]].numpy().copy(), BEAM) for row in range(len(part))]
+            beams = list(pool.map(_beam_job, jobs, chunksize=2)) if pool else \
+                [_beam_job(j) for j in jobs]
+            for row, i in enumerate(part):
+                if "ctc_prefix_beam" in modes:
+                    hyps["ctc_prefix_beam"][i] = detokenize(beams[row][0][0], units)
+            if "attention_rescoring" in modes:
+                best = rescore_batch(model, enc, enc_lens, [b[0] for b in beams],
+                                     [b[1] for b in beams], DECODE_CTC_WEIGHT, REVERSE_WEIGHT)
+                for row, i in enumerate(part):
+                    hyps["attention_rescoring"][i] = detokenize(best[row], units)
     result = {}
     for m in modes:
         errs = sum(edit_distance(texts[i].split(), hyps[m][i].split()) for i in idx)
@@ -518,10 +605,14 @@ def main():
         if done or time.time() - t_train >= next_dev:  # a progress check about every budget/8
             next_dev += budget / 8
             _, quick = evaluate(model, store, dev_idx, texts, units, device, ["ctc_greedy"])
-            wer = quick["ctc_greedy"]["wer"]
+            _, quick16 = evaluate(model, store, dev_idx, texts, units, device, ["ctc_greedy"],
+                                  chunk=16)
+            wer, wer16 = quick["ctc_greedy"]["wer"], quick16["ctc_greedy"]["wer"]
             history.append({"epoch": epoch, "step": step, "minutes": (time.time() - t_train) / 60,
-                            "loss": float(sums[0] / count), "dev_ctc_greedy_wer": wer})
-            msg += f", CTC greedy WER on {len(dev_idx)} held-out {100 * wer:.2f}%"
+                            "loss": float(sums[0] / count), "dev_ctc_greedy_wer": wer,
+                            "dev_ctc_greedy_wer_chunk16": wer16})
+            msg += (f", CTC greedy WER on {len(dev_idx)} held-out {100 * wer:.2f}% "
+                    f"(chunk 16: {100 * wer16:.2f}%)")
         log(msg)
     train_s = time.time() - t_train
     log(f"trained {step} steps ({epoch} epochs, the last partial) in {train_s / 60:.2f} min")
@@ -544,29 +635,47 @@ def main():
     log(f"wrote {model_dir} (final.pt {size_mb:.2f} MB)")
 
     t0 = time.time()
+    pool = make_pool(threads)
     test_idx = list(range(n_train, len(utts)))
-    modes = ["ctc_greedy", "ctc_prefix_beam", "attention_rescoring"]
-    hyps, result = evaluate(eval_model, store, test_idx, texts, units, device, modes)
+    modes = MODES
+    hyps, result = evaluate(eval_model, store, test_idx, texts, units, device, modes, pool=pool)
     log(f"held-out test set ({len(test_idx)} utterances, sentences never in training), "
-        f"evaluated in {time.time() - t0:.1f} s:")
-    for m in modes:
-        r = result[m]
-        log(f"  {m:20s} WER {100 * r['wer']:6.2f}% ({r['word_errors']}/{r['words']} words), "
-            f"sentence errors {r['sentence_errors']}/{r['sentences']}")
+        f"full context, evaluated in {time.time() - t0:.1f} s:")
+
+    def show(res):
+        for m in modes:
+            r = res[m]
+            log(f"  {m:20s} WER {100 * r['wer']:6.2f}% ({r['word_errors']}/{r['words']} words)"
+                f", sentence errors {r['sentence_errors']}/{r['sentences']}")
+    show(result)
     shown = [i for i in test_idx if hyps["attention_rescoring"][i] != texts[i]][:10]
     for i in shown:
         log(f"  REF {texts[i]}\n{'':13}HYP {hyps['attention_rescoring'][i]}")
+    # Streaming: decoding_chunk_size C, all left chunks (WeNet's chunk-masked forward, equal to
+    # chunk-by-chunk for this causal conformer: reference/check_streaming.py); the rescoring
+    # decoder sees the whole utterance's streaming encoder output, as at an endpoint.
+    stream_hyps, stream_result = {}, {}
+    for c in STREAM_CHUNKS:
+        t1 = time.time()
+        stream_hyps[c], stream_result[c] = evaluate(eval_model, store, test_idx, texts, units,
+                                                    device, modes, chunk=c, pool=pool)
+        log(f"streaming, decoding chunk {c} ({c * 40} ms), all left chunks, evaluated in "
+            f"{time.time() - t1:.1f} s:")
+        show(stream_result[c])
 
     # Examples: presentable test utterances (make_data.py puts them first) that every mode gets
     # exactly right, one per voice.
     # A conformer's outputs depend a little on how much padding the batch gives an utterance
     # (WeNet's conv-module semantics), so an example must be right alone and in a batch.
+    # Streaming with chunk 16 must get them right too (chunk 8 and 4 need not).
     candidates = [i for i in test_idx if utts[i].get("presentable")]
-    alone = evaluate(eval_model, store, candidates, texts, units, device, modes, batch=1)[0] \
-        if candidates else {}
+    alone = evaluate(eval_model, store, candidates, texts, units, device, modes, batch=1,
+                     pool=pool)[0] if candidates else {}
     picked, voices = [], set()
     for i in candidates:
-        right = all(hyps[m][i] == texts[i] and alone[m][i] == texts[i] for m in modes)
+        right = all(hyps[m][i] == texts[i] and alone[m][i] == texts[i] and
+                    stream_hyps[16][m][i] == texts[i] for m in modes) if 16 in stream_hyps else \
+            all(hyps[m][i] == texts[i] and alone[m][i] == texts[i] for m in modes)
         if right and utts[i]["voice"] not in voices:
             picked.append(i)
             voices.add(utts[i]["voice"])
@@ -579,9 +688,12 @@ def main():
             f"exactly in every mode; the examples include {len(picked) - exact} that are not")
     if picked:
         together, _ = evaluate(eval_model, store, picked, texts, units, device, modes,
-                               batch=len(picked))
+                               batch=len(picked), pool=pool)
         if any(together[m][i] != texts[i] for m in modes for i in picked):
             log("WARNING: decoded as one batch, the examples are not all transcribed exactly")
+    if pool:
+        pool.shutdown()
+    eval_s = time.time() - t0
     copy_utterances(utts, picked, args.data, os.path.join(args.out, "examples"), "examples/")
     subset = test_idx[:args.test_subset]
     copy_utterances(utts, subset, args.data, os.path.join(args.out, "test_subset"),
@@ -594,6 +706,9 @@ def main():
             f.write(f"{utts[i]['key']}\tREF {texts[i]}\n")
             for m in modes:
                 f.write(f"{utts[i]['key']}\t{m} {hyps[m][i]}\n")
+            for c in STREAM_CHUNKS:
+                for m in modes:
+                    f.write(f"{utts[i]['key']}\t{m}@chunk{c} {stream_hyps[c][m][i]}\n")
     results = {
         "seed": args.seed, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -601,9 +716,15 @@ def main():
         "train_utterances": len(train), "train_hours": train_frames / 360000,
         "test_utterances": len(test), "units": vocab, "parameters": n_params,
         "final_pt_mb": size_mb, "steps": step, "epochs": epoch, "train_minutes": train_s / 60,
+        "eval_minutes": eval_s / 60,
         "total_minutes": (time.time() - t_start) / 60, "decode": {
             "beam": BEAM, "ctc_weight": DECODE_CTC_WEIGHT, "reverse_weight": REVERSE_WEIGHT},
-        "test": result, "test_subset": {"utterances": len(subset), **sub_result},
+        "streaming_model": {k: cfg["encoder_conf"][k] for k in
+                            ("use_dynamic_chunk", "use_dynamic_left_chunk", "causal")},
+        "test": result,
+        "test_streaming": {f"chunk{c}": {"decoding_chunk_size": c, "num_decoding_left_chunks": -1,
+                                         **stream_result[c]} for c in STREAM_CHUNKS},
+        "test_subset": {"utterances": len(subset), **sub_result},
         "examples": [utts[i]["key"] for i in picked], "examples_exact": exact,
         "history": history,
         "args": vars(args)}

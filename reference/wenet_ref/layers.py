@@ -1,8 +1,10 @@
 """Building blocks of WeNet's ASR model, written for this project.
 
 Module and parameter names follow WeNet (wenet/models/transformer/*) so that
-``state_dict()`` keys equal those of a WeNet ``final.pt``. Only inference
-(eval mode, no dropout, no caches) is implemented.
+``state_dict()`` keys equal those of a WeNet ``final.pt``. No dropout (the
+demo's train.py adds it with hooks). ``forward`` is the full-sequence (masked)
+path; ``forward_chunk`` methods are WeNet's streaming path with attention
+K/V and causal-conv caches (WeNet's ``forward_chunk``).
 """
 
 import math
@@ -53,22 +55,25 @@ class PositionalEncoding(nn.Module):
         self.xscale = math.sqrt(d_model)
         self.register_buffer("pe", sinusoid_table(max_len, d_model))
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        pos_emb = self.position_encoding(x.size(1))
+    def forward(self, x: torch.Tensor,
+                offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        pos_emb = self.position_encoding(x.size(1), offset)
         return x * self.xscale + pos_emb, pos_emb
 
-    def position_encoding(self, size: int) -> torch.Tensor:
-        if size > self.pe.size(1):
-            raise ValueError(f"sequence of {size} frames exceeds the position "
-                             f"table of {self.pe.size(1)}")
-        return self.pe[:, :size]
+    def position_encoding(self, size: int, offset: int = 0) -> torch.Tensor:
+        """pe[offset:offset + size] (WeNet's position_encoding(offset, size))."""
+        if offset < 0 or offset + size > self.pe.size(1):
+            raise ValueError(f"positions {offset}..{offset + size} exceed the "
+                             f"position table of {self.pe.size(1)}")
+        return self.pe[:, offset:offset + size]
 
 
 class RelPositionalEncoding(PositionalEncoding):
     """rel_pos: returns (x * sqrt(d), pe[:T]); pe feeds linear_pos."""
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return x * self.xscale, self.position_encoding(x.size(1))
+    def forward(self, x: torch.Tensor,
+                offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        return x * self.xscale, self.position_encoding(x.size(1), offset)
 
 
 class NoPositionalEncoding(nn.Module):
@@ -78,8 +83,12 @@ class NoPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return x, torch.zeros(1, x.size(1), self.d_model, dtype=x.dtype)
+    def forward(self, x: torch.Tensor,
+                offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        return x, self.position_encoding(x.size(1), offset).to(x.dtype)
+
+    def position_encoding(self, size: int, offset: int = 0) -> torch.Tensor:
+        return torch.zeros(1, size, self.d_model)
 
 
 POS_ENCODINGS = {
@@ -132,13 +141,19 @@ class Conv2dSubsampling(nn.Module):
             self.linear = nn.Linear(odim * freq, odim)
         self.pos_enc = pos_enc
         self.subsampling_rate = {"conv2d": 4, "conv2d6": 6, "conv2d8": 8}[kind]
+        # input frames past the first that one output frame sees (WeNet's)
+        self.right_context = {"conv2d": 6, "conv2d6": 10, "conv2d8": 14}[kind]
 
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor):
+    def position_encoding(self, size: int, offset: int = 0) -> torch.Tensor:
+        return self.pos_enc.position_encoding(size, offset)
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, offset: int = 0):
+        """offset: position of the first output frame (streaming chunks)."""
         x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         b, c, t, f = x.size()
         x = x.transpose(1, 2).contiguous().view(b, t, c * f)
         x = self.out(x) if self.kind == "conv2d" else self.linear(x)
-        x, pos_emb = self.pos_enc(x)
+        x, pos_emb = self.pos_enc(x, offset)
         for start, step in self.mask_slices:
             x_mask = x_mask[:, :, start::step]
         return x, pos_emb, x_mask
@@ -193,8 +208,25 @@ class MultiHeadedAttention(nn.Module):
         q = self._heads(self.linear_q, query)
         k = self._heads(self.linear_k, key)
         v = self._heads(self.linear_v, value)
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
-        return self._attend(v, scores, mask)
+        return self._attend(v, self._scores(q, k, pos_emb), mask)
+
+    def _scores(self, q, k, pos_emb):
+        return torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+
+    def forward_chunk(self, x, pos_emb, cache: Optional[Tuple[torch.Tensor,
+                                                             torch.Tensor]]):
+        """Self-attention of a chunk x (B, C, d) over the cached keys/values
+        (B, H, Tc, d_k) of earlier frames and its own, no mask (WeNet's
+        forward_chunk: every cached and chunk frame is visible). pos_emb
+        covers Tc + C positions (rel_pos). Returns (out, (k, v)) with the
+        chunk's K/V appended."""
+        q = self._heads(self.linear_q, x)
+        k = self._heads(self.linear_k, x)
+        v = self._heads(self.linear_v, x)
+        if cache is not None and cache[0].size(2) > 0:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        return self._attend(v, self._scores(q, k, pos_emb), None), (k, v)
 
 
 class RelPositionMultiHeadedAttention(MultiHeadedAttention):
@@ -208,18 +240,15 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         self.pos_bias_u = nn.Parameter(torch.zeros(self.h, self.d_k))
         self.pos_bias_v = nn.Parameter(torch.zeros(self.h, self.d_k))
 
-    def forward(self, query, key, value, mask, pos_emb=None):
-        q = self._heads(self.linear_q, query).transpose(1, 2)  # (B,T,H,dk)
-        k = self._heads(self.linear_k, key)
-        v = self._heads(self.linear_v, value)
+    def _scores(self, q, k, pos_emb):
+        q = q.transpose(1, 2)  # (B, T, H, d_k)
         p = self.linear_pos(pos_emb).view(pos_emb.size(0), -1, self.h,
                                           self.d_k).transpose(1, 2)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, d_k)
         q_v = (q + self.pos_bias_v).transpose(1, 2)
         matrix_bd = torch.matmul(q_v, p.transpose(-2, -1))
         matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
-        scores = (matrix_ac + matrix_bd) / math.sqrt(self.d_k)
-        return self._attend(v, scores, mask)
+        return (matrix_ac + matrix_bd) / math.sqrt(self.d_k)
 
 
 class PositionwiseFeedForward(nn.Module):
@@ -284,3 +313,26 @@ class ConvolutionModule(nn.Module):
         x = self.pointwise_conv2(self.activation(x))
         x = x.masked_fill(~mask_pad, 0.0)
         return x.transpose(1, 2)
+
+    def forward_chunk(self, x: torch.Tensor, cache: Optional[torch.Tensor]):
+        """One streaming chunk x (B, C, d), no padding. A causal module
+        prepends its cache (B, d, lorder): the last kernel-1 frames of its
+        input (before pointwise_conv1), zeros before the first chunk; WeNet's
+        ConvolutionModule with cnn_cache. A non-causal one convolves the
+        chunk alone. Returns (out, new_cache)."""
+        x = x.transpose(1, 2)  # (B, C, T)
+        new_cache = None
+        if self.lorder > 0:
+            if cache is None or cache.size(-1) == 0:
+                x = nn.functional.pad(x, (self.lorder, 0), "constant", 0.0)
+            else:
+                x = torch.cat([cache, x], dim=2)
+            new_cache = x[:, :, -self.lorder:]
+        x = nn.functional.glu(self.pointwise_conv1(x), dim=1)
+        x = self.depthwise_conv(x)
+        if self.use_layer_norm:
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        else:
+            x = self.norm(x)
+        x = self.pointwise_conv2(self.activation(x))
+        return x.transpose(1, 2), new_cache

@@ -3,7 +3,11 @@
 Entry points:
   from_config(cfg, pe_max_len=5000) -> WenetModel  (cfg: train.yaml as a dict)
   load_model_dir(path) -> WenetModel                (train.yaml + final.pt)
-  model.encode(feats, feats_lens) -> (encoder_out, encoder_lens)
+  model.encode(feats, feats_lens, decoding_chunk_size=-1,
+               num_decoding_left_chunks=-1) -> (encoder_out, encoder_lens)
+      (chunk > 0: WeNet's chunk-masked full-sequence forward)
+  model.encoder.forward_chunk_by_chunk(feats, chunk, left_chunks)
+      -> WeNet's streaming forward with caches, one utterance
   model.ctc_log_probs(encoder_out) -> (B, T', V)
   model.decode(encoder_out, lens_or_mask, hyps_in, hyps_lens, reverse=False)
       -> (N, L, V) decoder log-probs (WeNet's forward_attention_decoder)
@@ -12,7 +16,7 @@ Entry points:
 import json
 import math
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import yaml
@@ -67,14 +71,78 @@ def load_cmvn_file(path: str, is_json: bool):
 
 def make_pad_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """True at padded positions, (B, max_len)."""
-    return torch.arange(max_len).unsqueeze(0) >= lengths.unsqueeze(1)
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) >= \
+        lengths.unsqueeze(1)
 
 
-def chunk_mask(size: int, chunk: int) -> torch.Tensor:
-    """Full-left-context static chunk mask (size, size)."""
-    idx = torch.arange(size)
-    ending = torch.clamp((idx // chunk + 1) * chunk, max=size)
-    return idx.unsqueeze(0) < ending.unsqueeze(1)
+def subsequent_chunk_mask(size: int, chunk_size: int,
+                          num_left_chunks: int = -1,
+                          device=None) -> torch.Tensor:
+    """WeNet's subsequent_chunk_mask (wenet/utils/mask.py), vectorized:
+    (size, size) bool, row i may see [start, ending) with
+    ending = min((i // chunk + 1) * chunk, size) and start = 0 (num_left_chunks
+    < 0) or max((i // chunk - num_left_chunks) * chunk, 0)."""
+    idx = torch.arange(size, device=device)
+    block = idx // chunk_size
+    ending = torch.clamp((block + 1) * chunk_size, max=size)
+    if num_left_chunks < 0:
+        start = torch.zeros_like(idx)
+    else:
+        start = torch.clamp((block - num_left_chunks) * chunk_size, min=0)
+    col = idx.unsqueeze(0)
+    return (col >= start.unsqueeze(1)) & (col < ending.unsqueeze(1))
+
+
+def add_optional_chunk_mask(xs: torch.Tensor, masks: torch.Tensor,
+                            use_dynamic_chunk: bool,
+                            use_dynamic_left_chunk: bool,
+                            decoding_chunk_size: int, static_chunk_size: int,
+                            num_decoding_left_chunks: int,
+                            enable_full_context: bool = True,
+                            max_chunk_size: int = 25) -> torch.Tensor:
+    """WeNet's add_optional_chunk_mask (wenet/utils/mask.py). masks (B, 1, T)
+    -> attention mask (B, T, T) or (B, 1, T).
+
+    Dynamic chunk models: decoding_chunk_size < 0: full context;
+    > 0: that chunk with num_decoding_left_chunks (< 0: all left chunks);
+    == 0 (training): draw c = torch.randint(1, T) from torch's global RNG;
+    c > T // 2 (about half the batches): full context; else chunk
+    c % max_chunk_size + 1 (1..25 frames at 4x subsampling), all left chunks
+    unless use_dynamic_left_chunk (then randint(0, (T - 1) // chunk) left
+    chunks). Static chunk models keep static_chunk_size with
+    num_decoding_left_chunks. Only deviation: T == 1 (WeNet's randint would
+    fail) is full context."""
+    if use_dynamic_chunk:
+        max_len = xs.size(1)
+        if decoding_chunk_size < 0:
+            chunk_size, num_left_chunks = max_len, -1
+        elif decoding_chunk_size > 0:
+            chunk_size = decoding_chunk_size
+            num_left_chunks = num_decoding_left_chunks
+        elif max_len <= 1:
+            chunk_size, num_left_chunks = max_len, -1
+        else:
+            chunk_size = torch.randint(1, max_len, (1, )).item()
+            num_left_chunks = -1
+            if chunk_size > max_len // 2 and enable_full_context:
+                chunk_size = max_len
+            else:
+                chunk_size = chunk_size % max_chunk_size + 1
+                if use_dynamic_left_chunk:
+                    max_left_chunks = (max_len - 1) // chunk_size
+                    num_left_chunks = torch.randint(0, max_left_chunks,
+                                                    (1, )).item()
+        if chunk_size >= max_len and num_left_chunks < 0:
+            return masks  # the same attention as a (B, T, T) all-ones mask
+        chunk_masks = subsequent_chunk_mask(xs.size(1), chunk_size,
+                                            num_left_chunks, xs.device)
+        return masks & chunk_masks.unsqueeze(0)
+    if static_chunk_size > 0:
+        chunk_masks = subsequent_chunk_mask(xs.size(1), static_chunk_size,
+                                            num_decoding_left_chunks,
+                                            xs.device)
+        return masks & chunk_masks.unsqueeze(0)
+    return masks
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -100,6 +168,19 @@ class TransformerEncoderLayer(nn.Module):
         if not nb:
             x = self.norm2(x)
         return x
+
+    def forward_chunk(self, x, pos_emb, att_cache, cnn_cache):
+        nb = self.normalize_before
+        h = self.norm1(x) if nb else x
+        att, new_att = self.self_attn.forward_chunk(h, pos_emb, att_cache)
+        x = x + att
+        if not nb:
+            x = self.norm1(x)
+        h = self.norm2(x) if nb else x
+        x = x + self.feed_forward(h)
+        if not nb:
+            x = self.norm2(x)
+        return x, new_att, None
 
 
 class ConformerEncoderLayer(nn.Module):
@@ -146,6 +227,31 @@ class ConformerEncoderLayer(nn.Module):
             x = self.norm_final(x)
         return x
 
+    def forward_chunk(self, x, pos_emb, att_cache, cnn_cache):
+        """One streaming chunk (WeNet's layer forward with att_cache and
+        cnn_cache): returns (x, (k, v) incl. this chunk, new cnn cache)."""
+        if self.feed_forward_macaron is not None:
+            x = self._sub(x, self.norm_ff_macaron, self.feed_forward_macaron,
+                          self.ff_scale)
+        new_att = None
+
+        def att(h):
+            nonlocal new_att
+            out, new_att = self.self_attn.forward_chunk(h, pos_emb, att_cache)
+            return out
+        x = self._sub(x, self.norm_mha, att)
+        new_cnn = None
+        if self.conv_module is not None:
+            def conv(h):
+                nonlocal new_cnn
+                out, new_cnn = self.conv_module.forward_chunk(h, cnn_cache)
+                return out
+            x = self._sub(x, self.norm_conv, conv)
+        x = self._sub(x, self.norm_ff, self.feed_forward, self.ff_scale)
+        if self.conv_module is not None:
+            x = self.norm_final(x)
+        return x, new_att, new_cnn
+
 
 class Encoder(nn.Module):
     """Conformer or Transformer encoder (module name ``encoder``)."""
@@ -163,6 +269,7 @@ class Encoder(nn.Module):
         self.normalize_before = conf.get("normalize_before", True)
         self.static_chunk_size = conf.get("static_chunk_size", 0)
         self.use_dynamic_chunk = conf.get("use_dynamic_chunk", False)
+        self.use_dynamic_left_chunk = conf.get("use_dynamic_left_chunk", False)
 
         self.global_cmvn = global_cmvn
         self.embed = Conv2dSubsampling(
@@ -214,23 +321,96 @@ class Encoder(nn.Module):
                 for _ in range(blocks)
             ])
 
-    def forward(self, xs: torch.Tensor, xs_lens: torch.Tensor):
+    def forward(self, xs: torch.Tensor, xs_lens: torch.Tensor,
+                decoding_chunk_size: int = -1,
+                num_decoding_left_chunks: int = -1):
+        """WeNet's BaseEncoder.forward. NOTE the default: -1 (full context;
+        static chunk models keep their chunks), where WeNet's default is 0,
+        which draws a random chunk (dynamic chunk training): pass 0 to train.
+        The attention mask is add_optional_chunk_mask's; the conv module only
+        sees the padding mask (a causal conv never looks right)."""
         masks = ~make_pad_mask(xs_lens, xs.size(1)).unsqueeze(1)  # (B,1,T)
         if self.global_cmvn is not None:
             xs = self.global_cmvn(xs)
         xs, pos_emb, masks = self.embed(xs, masks)
         mask_pad = masks  # (B, 1, T')
-        att_mask = masks
-        # Full-context decoding (WeNet decoding_chunk_size = -1): dynamic
-        # chunk models see everything; static chunk models keep their chunks.
-        if not self.use_dynamic_chunk and self.static_chunk_size > 0:
-            att_mask = masks & chunk_mask(xs.size(1),
-                                          self.static_chunk_size).unsqueeze(0)
+        att_mask = add_optional_chunk_mask(
+            xs, masks, self.use_dynamic_chunk, self.use_dynamic_left_chunk,
+            decoding_chunk_size, self.static_chunk_size,
+            num_decoding_left_chunks,
+            max_chunk_size=int(100.0 / self.embed.subsampling_rate))
         for layer in self.encoders:
             xs = layer(xs, att_mask, pos_emb, mask_pad)
         if self.normalize_before:
             xs = self.after_norm(xs)
         return xs, masks
+
+    def forward_chunk(self, xs: torch.Tensor, offset: int,
+                      required_cache_size: int,
+                      att_cache: Optional[List] = None,
+                      cnn_cache: Optional[List] = None):
+        """WeNet's BaseEncoder.forward_chunk for one chunk of raw features xs
+        (1, (C-1)*s + right_context + 1, F) (or fewer at the end): CMVN,
+        subsampling (positions from `offset`), then each layer over its
+        cached K/V (per layer (k, v), each (1, H, Tc, d_k)) with
+        pos_emb = position_encoding(offset - Tc, Tc + C), and its conv cache.
+        Returns (out (1, C, d), att_cache, cnn_cache), the att cache keeping
+        the last required_cache_size frames (< 0: all, 0: none...as WeNet:
+        0 keeps nothing)."""
+        assert xs.size(0) == 1
+        tmp_masks = torch.ones(1, 1, xs.size(1), dtype=torch.bool,
+                               device=xs.device)
+        if self.global_cmvn is not None:
+            xs = self.global_cmvn(xs)
+        xs, _, _ = self.embed(xs, tmp_masks, offset)
+        cache_t1 = att_cache[0][0].size(2) if att_cache else 0
+        chunk = xs.size(1)
+        key_size = cache_t1 + chunk
+        pos_emb = self.embed.position_encoding(key_size, offset - cache_t1)
+        pos_emb = pos_emb.to(xs.device, xs.dtype)
+        if required_cache_size < 0:
+            start = 0
+        elif required_cache_size == 0:
+            start = key_size
+        else:
+            start = max(key_size - required_cache_size, 0)
+        new_att, new_cnn = [], []
+        for i, layer in enumerate(self.encoders):
+            xs, (k, v), c = layer.forward_chunk(
+                xs, pos_emb, att_cache[i] if att_cache else None,
+                cnn_cache[i] if cnn_cache else None)
+            new_att.append((k[:, :, start:], v[:, :, start:]))
+            new_cnn.append(c)
+        if self.normalize_before:
+            xs = self.after_norm(xs)
+        return xs, new_att, new_cnn
+
+    def forward_chunk_by_chunk(self, xs: torch.Tensor,
+                               decoding_chunk_size: int,
+                               num_decoding_left_chunks: int = -1):
+        """WeNet's BaseEncoder.forward_chunk_by_chunk, one utterance
+        xs (1, T, F): windows of (C-1)*s + right_context + 1 input frames
+        every s*C frames (overlapping; no subsampling cache), attention cache
+        of C * num_decoding_left_chunks frames (< 0: all), conv cache.
+        Returns (out (1, T', d), masks (1, 1, T') all True)."""
+        assert decoding_chunk_size > 0
+        assert self.static_chunk_size > 0 or self.use_dynamic_chunk
+        s = self.embed.subsampling_rate
+        context = self.embed.right_context + 1
+        stride = s * decoding_chunk_size
+        window = (decoding_chunk_size - 1) * s + context
+        num_frames = xs.size(1)
+        att_cache, cnn_cache, outputs, offset = None, None, [], 0
+        required = decoding_chunk_size * num_decoding_left_chunks
+        for cur in range(0, num_frames - context + 1, stride):
+            end = min(cur + window, num_frames)
+            y, att_cache, cnn_cache = self.forward_chunk(
+                xs[:, cur:end], offset, required, att_cache, cnn_cache)
+            outputs.append(y)
+            offset += y.size(1)
+        ys = torch.cat(outputs, 1)
+        return ys, torch.ones(1, 1, ys.size(1), dtype=torch.bool,
+                              device=ys.device)
 
 
 class DecoderLayer(nn.Module):
@@ -388,9 +568,16 @@ class WenetModel(nn.Module):
         return isinstance(self.decoder, BiTransformerDecoder)
 
     @torch.no_grad()
-    def encode(self, feats: torch.Tensor, feats_lens: torch.Tensor):
-        """feats (B, T, F) raw fbank (CMVN applied inside), lens (B,)."""
-        out, masks = self.encoder(feats.float(), feats_lens.long())
+    def encode(self, feats: torch.Tensor, feats_lens: torch.Tensor,
+               decoding_chunk_size: int = -1,
+               num_decoding_left_chunks: int = -1):
+        """feats (B, T, F) raw fbank (CMVN applied inside), lens (B,).
+        decoding_chunk_size > 0 (streaming models): WeNet's chunk-masked
+        forward (decode without simulate_streaming); for a causal conv module
+        with all left chunks it equals forward_chunk_by_chunk."""
+        out, masks = self.encoder(feats.float(), feats_lens.long(),
+                                  decoding_chunk_size,
+                                  num_decoding_left_chunks)
         return out, masks.squeeze(1).sum(1)
 
     @torch.no_grad()
