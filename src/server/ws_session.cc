@@ -48,7 +48,8 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
 
   void on_drain() override {
     // A connection that has not started a stream goes now; streams in flight run to their end.
-    if (state_ == State::kWaitStart) fail("the server is shutting down");
+    // (Still in the handshake: on_accept sees `draining`.)
+    if (accepted_ && state_ == State::kWaitStart) fail("the server is shutting down");
   }
   void on_terminate() override {
     abandon_stream();
@@ -61,6 +62,8 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
 
   void on_accept(beast::error_code ec) {
     if (ec) return;  // a bad handshake: nothing to answer on
+    accepted_ = true;
+    if (server_->draining) return fail("the server is shutting down");
     arm_idle_timer();
     do_read();
   }
@@ -146,6 +149,7 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
     samples_ += bytes / 2;
     if (double(samples_) > server_->config.max_stream_seconds * rate)
       return fail(fmt::format("audio limit: more than {:g} s of audio in one connection", server_->config.max_stream_seconds));
+    if (const std::string error = stream_->error(); !error.empty()) return fail(fmt::format("recognition failed: {}", error));
     if (bytes == 0 || stream_->done()) return;  // WeNet's runtime also ignores audio after the stream ended
     pcm_.resize(bytes / 2);
     const auto data = buffer_.data();
@@ -310,7 +314,7 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
   State state_ = State::kWaitStart;
   std::shared_ptr<Stream> stream_;
   StreamOptions options_;
-  bool counted_ = false, reading_ = false, read_paused_ = false, writing_ = false, close_after_write_ = false,
+  bool accepted_ = false, counted_ = false, reading_ = false, read_paused_ = false, writing_ = false, close_after_write_ = false,
        closing_ = false;
   int done_ticks_ = 0;
   uint64_t samples_ = 0;
