@@ -228,7 +228,7 @@ void Server::Impl::begin_shutdown() {
   // The batcher keeps taking work: streams in flight (offline streams submit at their end) and
   // requests already read still need it; no new connection comes in to add more.
   for (auto& s : live_sessions()) asio::post(s->executor(), [s] { s->on_drain(); });
-  auto timer = std::make_shared<asio::steady_timer>(ioc);
+  auto timer = drain_timer = std::make_shared<asio::steady_timer>(ioc);
   check_drained(timer, Clock::now() + std::chrono::milliseconds(int64_t(config.drain_timeout_s * 1000)));
 }
 
@@ -265,8 +265,15 @@ Server::~Server() {
     impl_->ioc.stop();
   }
   wait();
-  // Sessions still holding streams (a forced stop): drop them before the io_context goes.
+  // Sessions still open (a forced stop): drop them and their streams, then run what that aborted,
+  // so that no handler is left holding a session (and through it the server) when the io_context goes.
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
+  if (impl_->drain_timer) impl_->drain_timer->cancel();
   for (auto& s : impl_->live_sessions()) s->on_terminate();
+  impl_->ioc.restart();
+  for (int i = 0; i < 1000 && impl_->ioc.poll() > 0; ++i) {
+  }
   if (impl_->backends.batcher) impl_->backends.batcher->set_batch_observer({});
 }
 

@@ -48,6 +48,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false}, stopped{false};
   int bound_port = 0;
+  std::shared_ptr<asio::steady_timer> drain_timer;
 
   std::mutex sessions_mu;
   std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;

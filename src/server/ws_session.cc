@@ -54,6 +54,9 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
   void on_terminate() override {
     abandon_stream();
     state_ = State::kClosed;
+    idle_timer_.cancel();
+    write_timer_.cancel();
+    done_timer_.cancel();
     beast::get_lowest_layer(ws_).close();
   }
 
