@@ -2,12 +2,12 @@
 # On a machine with an NVIDIA GPU: build, run the GPU tests, check the demo transcripts on CUDA and
 # run the end-to-end benchmarks (full-size random model and the demo model, each with the PyTorch
 # reference pipeline as a peer). Logs go to $OUT (default ./out). Steps: any of
-#   build tests transcripts e2e-full e2e-demo grid     (default: all but grid)
+#   build tests transcripts streaming e2e-full e2e-demo streams grid     (default: all but grid)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}
 mkdir -p "$out"
-steps=${*:-build tests transcripts e2e-full e2e-demo}
+steps=${*:-build tests transcripts streaming e2e-full e2e-demo streams}
 if [ -f .device/unpack.sh ]; then source .device/unpack.sh >/dev/null; fi
 log() { echo "== $* ($(date +%T))"; }
 for step in $steps; do
@@ -28,6 +28,20 @@ for step in $steps; do
         if diff <(sort "$out/demo_$p.txt") <(sort models/demo/examples/text) >/dev/null; then echo "$p: exact"; else
           echo "$p: DIFFERENT"; diff <(sort "$out/demo_$p.txt") <(sort models/demo/examples/text); fi
       done ;;
+    streaming)
+      log demo transcripts on cuda, streaming
+      ./build/wenet-rt transcribe models/demo --device cuda --streaming models/demo/examples/*.wav \
+        >"$out/demo_streaming.txt" 2>"$out/demo_streaming.err"
+      if diff <(sort "$out/demo_streaming.txt") <(sort models/demo/examples/text) >/dev/null; then echo "streaming: exact"; else
+        echo "streaming: DIFFERENT"; diff <(sort "$out/demo_streaming.txt") <(sort models/demo/examples/text); fi ;;
+    streams)
+      log concurrent streams, full-size model and demo
+      ./build/wenet-rt bench --streams "${STREAMS:-100,500,1000,2000}" --stream-seconds "${STREAM_SECONDS:-20}" \
+        --json "$out/streams_full.json" >"$out/streams_full.log" 2>&1
+      grep -v "^running" "$out/streams_full.log" | tail -12
+      ./build/wenet-rt bench models/demo --streams "${DEMO_STREAMS:-100,1000}" --stream-seconds "${STREAM_SECONDS:-20}" \
+        --json "$out/streams_demo.json" >"$out/streams_demo.log" 2>&1
+      grep -v "^running" "$out/streams_demo.log" | tail -8 ;;
     e2e-full)
       log e2e full-size model
       ./build/wenet-rt bench --e2e --peers --peer-seconds "${PEER_SECONDS:-60}" --json "$out/e2e_full.json" >"$out/e2e_full.log" 2>&1

@@ -228,12 +228,19 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--peer-seconds", o.peer_seconds, "--e2e --peers: wall-time cap of the PyTorch pipeline")
       ->capture_default_str();
   app.add_option("--batch-size", o.batch_size, "--e2e: most utterances per batch")->capture_default_str();
+  app.add_option("--streams", o.streams,
+                 "concurrent real-time streams instead, e.g. 100,500,1000: latency of partial and final results");
+  app.add_option("--stream-seconds", o.stream_seconds, "--streams: seconds of sending per point")->capture_default_str();
+  app.add_option("--chunk-size", o.chunk_size, "--streams: encoder frames per chunk")->capture_default_str();
+  app.add_option("--left-chunks", o.left_chunks, "--streams: chunks of attention history (-1 = all)")
+      ->capture_default_str();
   app.add_option("--batch-frames", o.batch_frames, "--e2e: padded frames per batch (0: by device)")
       ->capture_default_str();
 }
 
 int run_bench(const BenchOptions& o) {
   if (o.e2e_mode) return run_bench_e2e(o);
+  if (!o.streams.empty()) return run_bench_streams(o);
   const std::vector<Point> grid = parse_grid(o.grid);
   ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
                                        : load_model_dir(o.model_dir);

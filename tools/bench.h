@@ -10,6 +10,8 @@
 
 namespace wenet_rt {
 
+struct ModelDir;
+
 struct BenchOptions {
   std::string model_dir;  // empty: the seed's full-size model with random weights
   std::string grid = "1x16,1x64,1x256,4x16,4x64,4x256,16x16,16x64,16x256";
@@ -31,10 +33,22 @@ struct BenchOptions {
   double peer_seconds = 120;     // wall-time cap of the PyTorch peer
   int batch_size = 64;           // --e2e batching (RecognizerConfig)
   int batch_frames = 0;
+  // --streams: concurrent real-time streams instead of the grid (tools/bench_streams.cc).
+  std::string streams;           // "100,500,1000"
+  double stream_seconds = 30;    // of sending per point
+  int chunk_size = 16, left_chunks = 5;
 };
 
 void add_bench_options(CLI::App& app, BenchOptions& opts);
 int run_bench(const BenchOptions& opts);
 int run_bench_e2e(const BenchOptions& opts);
+int run_bench_streams(const BenchOptions& opts);
+
+// Shared by the benches (tools/bench_e2e.cc):
+// `seconds` of distinct WAV files of 1-20 s in `dir`, cut from the shipped examples.
+std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
+// Rewrites a random model's CTC head so that it emits `tokens_per_s` on real speech.
+void calibrate_bench_ctc(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
+                         const std::string& device, const std::string& precision);
 
 }  // namespace wenet_rt

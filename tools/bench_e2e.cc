@@ -42,7 +42,9 @@ void write_wav(const std::string& path, const std::vector<float>& samples, int r
 
 // `seconds` of distinct 16 kHz WAV files of 1-20 s in `dir`: each a run of whole examples joined
 // end to end from a random starting example and cut at a random point, at a random gain.
-std::vector<std::string> make_files(double seconds, const std::string& dir, int rate) {
+}  // namespace
+
+std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate) {
   std::vector<std::vector<float>> examples;
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(std::string(WENET_SOURCE_DIR) + "/models/demo/examples"))
@@ -76,7 +78,7 @@ std::vector<std::string> make_files(double seconds, const std::string& dir, int 
 // brought to the same spread and the whole to 3 nats,
 // and the blank logit raised (bisection over ~60 s of the files, on the host) until CTC greedy
 // decoding emits the requested rate.
-void calibrate_ctc(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
+void calibrate_bench_ctc(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
                    const std::string& device, const std::string& precision) {
   std::unique_ptr<Backend> be;
 #ifdef WENET_RT_HAVE_CUDA
@@ -175,6 +177,8 @@ void calibrate_ctc(ModelDir& model, const std::vector<std::string>& files, doubl
              "emits {:.1f} tokens/s\n", audio_s, scale, hi, rate);
 }
 
+namespace {
+
 struct Run {
   std::string mode;
   EngineStats stats;
@@ -201,8 +205,8 @@ int run_bench_e2e(const BenchOptions& o) {
   const int rate = model.config.fbank.sample_rate;
   std::vector<std::string> files = o.e2e;
   const std::string dir = (fs::temp_directory_path() / "wenet_rt_bench_e2e").string();
-  if (files.empty()) files = make_files(o.e2e_seconds, dir + "/audio", rate);
-  if (random) calibrate_ctc(model, files, o.token_rate, o.device, o.precision);
+  if (files.empty()) files = make_bench_files(o.e2e_seconds, dir + "/audio", rate);
+  if (random) calibrate_bench_ctc(model, files, o.token_rate, o.device, o.precision);
 
   RecognizerConfig cfg;
   cfg.device = o.device;

@@ -4,11 +4,14 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "model/model_dir.h"
@@ -17,8 +20,10 @@
 #include "engine/request_batcher.h"
 #include "server/server.h"
 #include "tools/bench.h"
+#include "frontend/audio.h"
 #include "tools/loadtest.h"
 #include "wenet_rt/recognizer.h"
+#include "wenet_rt/streaming.h"
 
 namespace {
 
@@ -49,20 +54,18 @@ void progress_bar(size_t done, size_t total) {
   if (done == total) fmt::print(stderr, "\n");
 }
 
-int run_transcribe(const std::string& model_dir, const std::vector<std::string>& audio, const std::string& wav_scp,
-                   const std::string& output, const std::string& format, const wenet_rt::RecognizerConfig& cfg) {
+std::vector<std::pair<std::string, std::string>> input_files(const std::vector<std::string>& audio,
+                                                              const std::string& wav_scp) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!wav_scp.empty()) files = read_wav_scp(wav_scp);
   for (const auto& a : audio) files.emplace_back(std::filesystem::path(a).stem().string(), a);
   if (files.empty()) fail("no audio given: pass files or --wav-scp");
+  return files;
+}
 
-  const auto t0 = std::chrono::steady_clock::now();
-  wenet_rt::Recognizer rec(model_dir, cfg);
-  const auto t1 = std::chrono::steady_clock::now();
-  const bool tty = isatty(fileno(stderr));
-  auto results = rec.recognize_files(files, tty && files.size() > 1 ? progress_bar : std::function<void(size_t, size_t)>{});
-  const auto t2 = std::chrono::steady_clock::now();
-
+// Writes 'key text' lines or JSON objects; returns 1 when every file failed.
+int write_results(const std::vector<wenet_rt::RecognitionResult>& results, const std::string& output,
+                  const std::string& format, double wall_s, double load_s, const std::string& setup) {
   std::ofstream file_out;
   if (!output.empty()) {
     file_out.open(output);
@@ -91,11 +94,94 @@ int run_transcribe(const std::string& model_dir, const std::vector<std::string>&
     }
   }
   out.flush();
-  const double wall = std::chrono::duration<double>(t2 - t1).count();
   fmt::print(stderr, "{} files ({} failed), {:.1f} s of audio in {:.3f} s (+{:.2f} s load): RTF {:.5f}, {:.0f}x real time [{}]\n",
-             files.size(), failed, audio_s, wall, std::chrono::duration<double>(t1 - t0).count(),
-             audio_s > 0 ? wall / audio_s : 0.0, wall > 0 ? audio_s / wall : 0.0, cfg.describe());
-  return failed == int(files.size()) ? 1 : 0;
+             results.size(), failed, audio_s, wall_s, load_s, audio_s > 0 ? wall_s / audio_s : 0.0,
+             wall_s > 0 ? audio_s / wall_s : 0.0, setup);
+  return failed == int(results.size()) ? 1 : 0;
+}
+
+double seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+int run_transcribe(const std::string& model_dir, const std::vector<std::pair<std::string, std::string>>& files,
+                   const std::string& output, const std::string& format, const wenet_rt::RecognizerConfig& cfg) {
+  const auto t0 = std::chrono::steady_clock::now();
+  wenet_rt::Recognizer rec(model_dir, cfg);
+  const auto t1 = std::chrono::steady_clock::now();
+  const bool tty = isatty(fileno(stderr));
+  auto results = rec.recognize_files(files, tty && files.size() > 1 ? progress_bar : std::function<void(size_t, size_t)>{});
+  const auto t2 = std::chrono::steady_clock::now();
+  return write_results(results, output, format, seconds(t1, t2), seconds(t0, t1), cfg.describe());
+}
+
+// Texts of consecutive utterances: a space between them unless the script writes none (CJK).
+void append_text(std::string& text, const std::string& more) {
+  if (more.empty()) return;
+  const auto latin = [](unsigned char c) { return c < 0x80 && std::isalnum(c); };
+  if (!text.empty() && (latin(text.back()) || latin(more.front()))) text += ' ';
+  text += more;
+}
+
+// Streaming simulated over files: each file is one stream (all of its audio given at once, with
+// continuous decoding, so every endpoint gives a final result); as many streams at once as the
+// engine allows; the finals of a file are joined into its result.
+int run_transcribe_streaming(const std::string& model_dir, const std::vector<std::pair<std::string, std::string>>& files,
+                             const std::string& output, const std::string& format,
+                             const wenet_rt::StreamingConfig& cfg, bool partial) {
+  const auto t0 = std::chrono::steady_clock::now();
+  wenet_rt::StreamingRecognizer rec(model_dir, cfg);
+  const auto t1 = std::chrono::steady_clock::now();
+  std::vector<wenet_rt::RecognitionResult> results(files.size());
+  std::mutex mu;  // results are written by the engine's callbacks
+  const size_t max_open = size_t(cfg.max_streams > 0 ? cfg.max_streams : 64);
+  std::vector<std::shared_ptr<wenet_rt::Stream>> streams(files.size());
+  size_t open = 0;
+  // Streams that are done give their slot back.
+  auto reap = [&](size_t upto) {
+    for (size_t j = 0; j < upto; ++j)
+      if (streams[j] && streams[j]->done()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!streams[j]->error().empty()) results[j].error = streams[j]->error();
+        streams[j].reset();
+        --open;
+      }
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    wenet_rt::RecognitionResult& r = results[i];
+    r.key = files[i].first;
+    wenet_rt::Audio audio;
+    try {
+      audio = wenet_rt::read_audio(files[i].second, rec.sample_rate());
+    } catch (const std::exception& e) {
+      r.error = e.what();
+      continue;
+    }
+    r.duration_s = audio.duration();
+    for (reap(i); open >= max_open; reap(i)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wenet_rt::StreamOptions so;
+    so.continuous_decoding = true;
+    auto s = rec.create_stream(so);
+    s->set_callback([&, i](const wenet_rt::StreamResult& sr) {
+      std::lock_guard<std::mutex> lock(mu);
+      wenet_rt::RecognitionResult& res = results[i];
+      if (partial) fmt::print(stderr, "{} {}: {}\n", res.key, sr.is_final ? "final" : "partial", sr.text());
+      if (!sr.is_final || sr.nbest.empty()) return;
+      const wenet_rt::Sentence& best = sr.nbest[0];
+      append_text(res.text, best.text);
+      res.tokens.insert(res.tokens.end(), best.tokens.begin(), best.tokens.end());
+      res.word_pieces.insert(res.word_pieces.end(), best.word_pieces.begin(), best.word_pieces.end());
+      res.score += best.score;
+      res.segments = sr.utterance + 1;
+    });
+    s->accept_waveform(audio.samples.data(), audio.samples.size(), audio.sample_rate);
+    s->input_finished();
+    streams[i] = std::move(s);
+    ++open;
+  }
+  for (reap(files.size()); open > 0; reap(files.size())) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto t2 = std::chrono::steady_clock::now();
+  return write_results(results, output, format, seconds(t1, t2), seconds(t0, t1), cfg.describe());
 }
 
 struct ServeOptions {
@@ -167,6 +253,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp16", "fp32"}))
       ->capture_default_str();
   tr->add_option("--threads", cfg.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  bool streaming = false, partial = false;
+  wenet_rt::StreamingConfig scfg;
+  tr->add_flag("--streaming", streaming,
+               "decode chunk by chunk as a streaming client would (U2 / U2++ models); each file is one stream "
+               "with continuous decoding, its final results joined");
+  tr->add_option("--chunk-size", scfg.chunk_size, "--streaming: encoder frames per chunk (16 = 640 ms)")
+      ->capture_default_str();
+  tr->add_option("--left-chunks", scfg.num_left_chunks, "--streaming: chunks of attention history (-1 = all)")
+      ->capture_default_str();
+  tr->add_flag("--partial", partial, "--streaming: print partial and final results to stderr as they come");
+  tr->add_option("--max-streams", scfg.max_streams, "--streaming: files decoded at once (0 = by device)")
+      ->capture_default_str();
 
   wenet_rt::BenchOptions bench_opts;
   auto* bench = app.add_subcommand("bench", "Benchmark encoder and decoder over the seed's batch x frames grid, "
@@ -216,7 +314,17 @@ int main(int argc, char** argv) {
     }
     if (*tr) {
       cfg.mode = wenet_rt::parse_decode_mode(mode);
-      return run_transcribe(model_dir, audio, wav_scp, output, format, cfg);
+      const auto files = input_files(audio, wav_scp);
+      if (!streaming) return run_transcribe(model_dir, files, output, format, cfg);
+      scfg.device = cfg.device;
+      scfg.precision = cfg.precision;
+      scfg.mode = cfg.mode;
+      scfg.beam = cfg.beam;
+      scfg.ctc_weight = cfg.ctc_weight;
+      scfg.rescoring_weight = cfg.rescoring_weight;
+      scfg.reverse_weight = cfg.reverse_weight;
+      scfg.threads = cfg.threads;
+      return run_transcribe_streaming(model_dir, files, output, format, scfg, partial);
     }
     if (*bench) return wenet_rt::run_bench(bench_opts);
     if (*serve) return run_serve(serve_opts);

@@ -74,6 +74,14 @@ struct RecognitionResult {
   std::string error;        // non-empty if this utterance failed; text is then empty
 };
 
+// A recording in memory, borrowed (not owned): normalized floats in [-1, 1) at sample_rate Hz.
+struct AudioView {
+  std::string key;
+  const float* samples = nullptr;
+  size_t num_samples = 0;
+  int sample_rate = 0;
+};
+
 class Recognizer {
  public:
   Recognizer(const std::string& model_dir, const RecognizerConfig& config);
@@ -87,7 +95,13 @@ class Recognizer {
       const std::vector<std::pair<std::string, std::string>>& files,
       const std::function<void(size_t, size_t)>& progress = {});
 
-  // One utterance from samples in memory (normalized floats in [-1, 1)).
+  // Recordings in memory, batched exactly as files are; results in input order, per-input failures
+  // (no samples, a sample rate outside 1000..768000 Hz, too short) in RecognitionResult::error.
+  // The samples are borrowed for the call and used in place when at the model's sample_rate().
+  std::vector<RecognitionResult> recognize_samples(const std::vector<AudioView>& inputs,
+                                                   const std::function<void(size_t, size_t)>& progress = {});
+
+  // One utterance from samples in memory (normalized floats in [-1, 1)); its failure is thrown.
   RecognitionResult recognize(const std::string& key, const std::vector<float>& samples, int sample_rate);
 
   int sample_rate() const;

@@ -89,6 +89,7 @@ struct StreamResult {
   int utterance = 0;              // 0, 1, ... within the stream (continuous decoding)
   std::vector<Sentence> nbest;    // best first; at most StreamOptions::nbest
   int start_ms = 0, end_ms = 0;   // the audio the utterance covers so far, from the stream's start
+  bool last = false;              // the stream's last result: done() is true once it was delivered
   const std::string& text() const;  // nbest[0].text, or "" when empty
 };
 
@@ -117,7 +118,7 @@ class Stream {
   // The same, waiting up to timeout_s for at least one (or for done()).
   virtual std::vector<StreamResult> wait(double timeout_s) = 0;
   // Instead of poll()/wait(): results delivered to `callback` on an engine thread. Set it before the
-  // first accept_waveform().
+  // first accept_waveform(). done() becomes true after the callback of the last result returned.
   virtual void set_callback(std::function<void(const StreamResult&)> callback) = 0;
 
   virtual std::string partial() const = 0;  // the current best text of the utterance in progress

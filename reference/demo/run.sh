@@ -10,11 +10,11 @@
 #        OUTDIR/examples, OUTDIR/test_subset, OUTDIR/results.json, OUTDIR/test_hyps.txt
 #        (WER with full context and streaming with decoding chunks 16, 8, 4)
 # Logs go to OUTDIR/data.log and OUTDIR/train.log. --tiny: a CPU smoke test (400 utterances,
-# a 2 x 64 model, 1 minute of training). DEMO_TRAIN_UTTS (30000) and DEMO_TRAIN_MINUTES (5.5),
+# a 2 x 64 model, 1 minute of training). DEMO_TRAIN_UTTS (30000) and DEMO_TRAIN_MINUTES (7.0),
 # the shipped model's settings, override the full run's size and training time budget.
 # On the GPU machine, first `source .device/unpack.sh` (puts espeak-ng on PATH and sets
 # ESPEAK_DATA_PATH). The full run fits one 10-minute command: ~1.5 min data (16 cores) + train
-# stage ~6.5 min (features, 5.5 min budget, ~1 min evaluation of 4 decoding setups, one H100/H200).
+# stage ~8 min (features, 7.0 min budget, ~1 min evaluation of 4 decoding setups, one H100/H200).
 set -euo pipefail
 out=${1:?usage: $0 OUTDIR [all|data|train] [--tiny]}
 stage=${2:-all}
@@ -28,7 +28,7 @@ if [ "$tiny" = "--tiny" ]; then
   train_args=(--tiny --minutes 1)
 else
   data_args=(--train "${DEMO_TRAIN_UTTS:-30000}" --test 500)
-  train_args=(--minutes "${DEMO_TRAIN_MINUTES:-5.5}")
+  train_args=(--minutes "${DEMO_TRAIN_MINUTES:-7.0}")
 fi
 mkdir -p "$out"
 

@@ -26,6 +26,18 @@ std::vector<RecognitionResult> Recognizer::recognize_files(const std::vector<std
   return engine_->run(std::move(inputs), progress);
 }
 
+std::vector<RecognitionResult> Recognizer::recognize_samples(const std::vector<AudioView>& views,
+                                                             const std::function<void(size_t, size_t)>& progress) {
+  std::vector<EngineInput> inputs(views.size());
+  for (size_t i = 0; i < views.size(); ++i) {
+    inputs[i].key = views[i].key;
+    inputs[i].borrowed = views[i].samples;
+    inputs[i].borrowed_size = views[i].samples ? views[i].num_samples : 0;
+    inputs[i].sample_rate = views[i].sample_rate;
+  }
+  return engine_->run(std::move(inputs), progress);
+}
+
 RecognitionResult Recognizer::recognize(const std::string& key, const std::vector<float>& samples, int rate) {
   std::vector<EngineInput> in(1);
   in[0].key = key;

@@ -46,6 +46,13 @@ struct AttentionArgs {
   // scores = ((q + pos_bias_u) k^T + (q + pos_bias_v) p^T) / sqrt(dk), p = pos [Tk, H*dk].
   Tensor pos, pos_bias_u, pos_bias_v;  // pos_bias_* : [H, dk]
   Tensor out;                          // [Bq, Tq, H*dk]
+  // Keys in a ring pool (the streaming encoder's per-stream K/V history, see ring_write): when
+  // ring_rows > 0, k and v are 2-D pools [slots * ring_rows, H*dk] (rows may be strided), and key
+  // j < key_lens[b] of item b is frame key_start[b] + j of slot kv_slot[b], i.e. pool row
+  // kv_slot[b] * ring_rows + (key_start[b] + j) % ring_rows; its rel-pos row is key_start[b] + j
+  // (pos: the whole position table). Bk = key_lens' length; key_lens[b] <= ring_rows; not causal.
+  Tensor kv_slot, key_start;  // i32 [Bk]
+  int ring_rows = 0;          // 0: the contiguous [Bk, Tk, H*dk] layout above
 };
 
 // The conformer convolution module between its two pointwise convolutions:
@@ -62,6 +69,13 @@ struct ConvModuleArgs {
   // causal_pad [D]: WeNet pads the module's *input* on the left, so they are glu(pointwise_conv1 bias).
   bool causal = false;
   Tensor causal_pad;
+  // Streaming (a batch of chunks of many streams, each convolved as WeNet's forward_chunk does):
+  // left: causal only, optional [B, K-1, 2D]: the pointwise_conv1 outputs of the K-1 frames before
+  // each item's frame 0 (its stream's left context), read instead of causal_pad.
+  Tensor left;
+  // Frames t >= lens[b] read as zeros, like frames past T (a chunk shorter than the batch's longest
+  // is convolved alone). Off: every frame is convolved, padded ones too (WeNet's full-context encoder).
+  bool zero_beyond_lens = false;
 };
 
 // Device time of one kind of kernel over a profiled stretch of work.
@@ -162,6 +176,19 @@ class Backend {
                      const Tensor& y) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
   virtual void conv_module(const ConvModuleArgs& a, Activation act) = 0;
+  // Ring pools: per stream slot s, the last R (ring_rows) frames of a per-frame quantity (the
+  // streaming encoder's K/V history and conv left context); frame a >= 0 of slot s is row
+  // s * R + a % R of pool [slots * R, C]. Per item b of a batch: slots[b], first[b] (i32 [B]).
+  // ring_write: frame first[b] + t of slot slots[b] = x[b, t] for t < lens[b] (x [B, T, C], rows
+  // may be strided; lens i32 [B], <= T); only the last min(lens[b], R) of them (the ring keeps the
+  // newest R). Items must have distinct slots.
+  virtual void ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first, int ring_rows,
+                          const Tensor& pool) = 0;
+  // ring_read: y[b, t] = frame first[b] + t of slot slots[b] for t < T (y [B, T, C]); frames
+  // before 0 read `fill` [C] (what precedes a stream's first frame), frames the ring no longer (or
+  // not yet) holds are the caller's to avoid.
+  virtual void ring_read(const Tensor& pool, const Tensor& slots, const Tensor& first, int ring_rows, const Tensor& fill,
+                         const Tensor& y) = 0;
   // Row-wise log-softmax (float32 output for any input dtype).
   virtual void log_softmax(const Tensor& x, const Tensor& y) = 0;
   // CTC head for the prefix search: per row of x [M, V] (logits, act dtype, rows may be strided),

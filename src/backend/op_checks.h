@@ -42,4 +42,68 @@ inline void check_linear_log_softmax_gather(const Tensor& x, const LinearWeights
               dtype_name(out.dtype), out.numel());
 }
 
+inline void check_i32_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
+  WENET_CHECK(t.data && t.dtype == DType::kI32 && t.numel() == n && (t.ld == 0 || t.ld == t.cols()),
+              "{}: expected {} int32 [{}] (contiguous), got {} [{} values]", op, what, n, dtype_name(t.dtype),
+              t.data ? t.numel() : 0);
+}
+
+// The per-item ring arguments of ring_write / ring_read (backend.h) for a batch of B items of C columns.
+inline void check_ring(const char* op, int64_t B, int64_t C, const Tensor& slots, const Tensor& first, int ring_rows,
+                       const Tensor& pool) {
+  check_i32_vector(slots, B, op, "slots");
+  check_i32_vector(first, B, op, "first");
+  WENET_CHECK(ring_rows > 0, "{}: expected ring_rows > 0, got {}", op, ring_rows);
+  WENET_CHECK(pool.rank == 2 && pool.rows() >= ring_rows && pool.rows() % ring_rows == 0 && pool.cols() == C,
+              "{}: expected a pool [slots * {}, {}], got a rank-{} tensor [{} rows, {}]", op, ring_rows, C, pool.rank,
+              pool.rows(), pool.cols());
+}
+
+inline void check_ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first,
+                             int ring_rows, const Tensor& pool) {
+  WENET_CHECK(x.rank == 3, "ring_write: expected x [B, T, C], got rank {}", x.rank);
+  check_i32_vector(lens, x.dim(0), "ring_write", "lens");
+  check_ring("ring_write", x.dim(0), x.cols(), slots, first, ring_rows, pool);
+  WENET_CHECK(x.dtype == pool.dtype, "ring_write: x is {}, the pool {}", dtype_name(x.dtype), dtype_name(pool.dtype));
+}
+
+inline void check_ring_read(const Tensor& pool, const Tensor& slots, const Tensor& first, int ring_rows,
+                            const Tensor& fill, const Tensor& y) {
+  WENET_CHECK(y.rank == 3, "ring_read: expected y [B, T, C], got rank {}", y.rank);
+  check_ring("ring_read", y.dim(0), y.cols(), slots, first, ring_rows, pool);
+  WENET_CHECK(fill.data && fill.numel() == y.cols() && (fill.ld == 0 || fill.ld == fill.cols()),
+              "ring_read: expected fill [{}] (contiguous), got {} values", y.cols(), fill.data ? fill.numel() : 0);
+  WENET_CHECK(y.dtype == pool.dtype && fill.dtype == pool.dtype, "ring_read: y ({}) and fill ({}) must be the pool's {}",
+              dtype_name(y.dtype), dtype_name(fill.dtype), dtype_name(pool.dtype));
+}
+
+// attention() with keys in a ring pool (a.ring_rows > 0): the per-item fields and the pools' shapes.
+inline void check_attention_ring(const AttentionArgs& a) {
+  const int64_t Bk = a.key_lens.numel(), HD = a.q.cols();
+  WENET_CHECK(a.ring_rows > 0, "attention: expected ring_rows > 0, got {}", a.ring_rows);
+  check_i32_vector(a.key_lens, Bk, "attention", "key_lens");
+  check_i32_vector(a.kv_slot, Bk, "attention", "kv_slot");
+  check_i32_vector(a.key_start, Bk, "attention", "key_start");
+  WENET_CHECK(a.k.rank == 2 && a.v.rank == 2 && a.k.rows() == a.v.rows() && a.k.rows() >= a.ring_rows &&
+                  a.k.rows() % a.ring_rows == 0 && a.k.cols() == HD && a.v.cols() == HD,
+              "attention: expected k and v pools [slots * {}, {}], got [{}, {}] and [{}, {}] (rank {} / {})",
+              a.ring_rows, HD, a.k.rows(), a.k.cols(), a.v.rows(), a.v.cols(), a.k.rank, a.v.rank);
+  WENET_CHECK(!a.causal, "attention: keys in a ring pool cannot be causal");
+  WENET_CHECK(a.queries_per_kv >= 1 && a.q.rank == 3 && a.q.dim(0) == Bk * a.queries_per_kv,
+              "attention: {} query batches for {} items x {} queries_per_kv", a.q.rank == 3 ? a.q.dim(0) : -1, Bk,
+              a.queries_per_kv);
+}
+
+// conv_module()'s streaming fields (left context, zero_beyond_lens) for x [B, T, 2D], kernel K.
+inline void check_conv_module_streaming(const ConvModuleArgs& a, int64_t B, int64_t K, int64_t D) {
+  if (a.left.data) {
+    WENET_CHECK(a.causal, "conv_module: a left context needs a causal conv");
+    WENET_CHECK(a.left.rank == 3 && a.left.dim(0) == B && a.left.dim(1) == K - 1 && a.left.cols() == 2 * D &&
+                    a.left.dtype == a.x.dtype,
+                "conv_module: expected left [{}, {}, {}] of x's dtype, got a rank-{} {} tensor [{}, ..., {}]", B, K - 1,
+                2 * D, a.left.rank, dtype_name(a.left.dtype), a.left.dim(0), a.left.cols());
+  }
+  if (a.zero_beyond_lens) check_i32_vector(a.lens, B, "conv_module", "lens");
+}
+
 }  // namespace wenet_rt

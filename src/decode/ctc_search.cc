@@ -62,26 +62,23 @@ void CtcPrefixBeamOptions::validate() const {
   WENET_CHECK(blank >= 0, "ctc prefix beam search: expected blank >= 0, got {}", blank);
 }
 
-CtcPrefixBeamSearcher::CtcPrefixBeamSearcher(const CtcPrefixBeamOptions& opts) : opts_(opts) { opts_.validate(); }
+CtcPrefixBeamSearcher::CtcPrefixBeamSearcher(const CtcPrefixBeamOptions& opts) : opts_(opts) {
+  opts_.validate();
+  begin();
+}
 
-void CtcPrefixBeamSearcher::reset(int k) {
+void CtcPrefixBeamSearcher::begin() {
   nodes_.clear();
   nodes_.push_back({-1, -1, -1, -1});  // the empty prefix
   slot_.assign(1, -1);
   cur_.clear();
   // WeNet starts from the empty prefix with blank-ending score 0 (log 1).
   cur_.push_back({0, 0.0, kNegInf, 0.0, 0});
-  // Each (candidate, prefix) pair adds at most one new prefix, plus the prefixes themselves.
-  next_.reserve(size_t(k) * opts_.beam + opts_.beam);
   compact_at_ = kCompactMinNodes;
+  frames_ = 0;
 }
 
-// The k best tokens of one frame, best first; equal log-probs keep the lower id first.
-void CtcPrefixBeamSearcher::select_top_k(const float* logp, int vocab, int k) {
-  top_k_ids_.resize(size_t(k));
-  top_k_logp_.resize(size_t(k));
-  int* ids = top_k_ids_.data();
-  float* vals = top_k_logp_.data();
+void ctc_top_k(const float* logp, int vocab, int k, int* ids, float* vals) {
   // Insert v into the sorted list of n entries (dropping the last one when n == k).
   auto insert = [&](int n, int v, float p) {
     int i = std::min(n, k - 1);
@@ -205,35 +202,50 @@ void CtcPrefixBeamSearcher::step(const int* ids, const float* logp, int n) {
   }
   prune();
   if (nodes_.size() >= compact_at_) compact_trie();
+  ++frames_;
 }
 
-std::vector<Hypothesis> CtcPrefixBeamSearcher::search(const float* log_probs, int frames, int vocab) {
+void CtcPrefixBeamSearcher::advance(const float* log_probs, int frames, int vocab) {
   check_input(log_probs, frames, vocab, opts_.blank, "ctc_prefix_beam_search");
   const int k = std::min(vocab, opts_.first_beam > 0 ? opts_.first_beam : opts_.beam);
-  reset(k);
+  top_k_ids_.resize(size_t(k));
+  top_k_logp_.resize(size_t(k));
+  // Each (candidate, prefix) pair adds at most one new prefix, plus the prefixes themselves.
+  next_.reserve(size_t(k) * opts_.beam + opts_.beam);
   for (int t = 0; t < frames; ++t) {
-    select_top_k(log_probs + size_t(t) * vocab, vocab, k);
+    ctc_top_k(log_probs + size_t(t) * vocab, vocab, k, top_k_ids_.data(), top_k_logp_.data());
     step(top_k_ids_.data(), top_k_logp_.data(), k);
   }
-  return results();
 }
 
-std::vector<Hypothesis> CtcPrefixBeamSearcher::search_top_k(const int* top_k_ids, const float* top_k_logp, int frames,
-                                                            int k) {
+void CtcPrefixBeamSearcher::advance_top_k(const int* top_k_ids, const float* top_k_logp, int frames, int k) {
   WENET_CHECK(frames >= 0, "ctc_prefix_beam_search: expected frames >= 0, got {}", frames);
   WENET_CHECK(k > 0, "ctc_prefix_beam_search: expected k > 0 candidates per frame, got {}", k);
   WENET_CHECK(frames == 0 || (top_k_ids != nullptr && top_k_logp != nullptr),
               "ctc_prefix_beam_search: top-k ids or log-probs are null for {} frames", frames);
   for (size_t i = 0; i < size_t(frames) * k; ++i) {
     WENET_CHECK(top_k_ids[i] >= 0, "ctc_prefix_beam_search: expected token ids >= 0, got {} at frame {}",
-                top_k_ids[i], i / k);
+                top_k_ids[i], frames_ + int(i / k));
   }
-  reset(k);
+  next_.reserve(size_t(k) * opts_.beam + opts_.beam);
   for (int t = 0; t < frames; ++t) step(top_k_ids + size_t(t) * k, top_k_logp + size_t(t) * k, k);
-  return results();
 }
 
-std::vector<Hypothesis> CtcPrefixBeamSearcher::results() const {
+std::vector<Hypothesis> CtcPrefixBeamSearcher::search(const float* log_probs, int frames, int vocab) {
+  check_input(log_probs, frames, vocab, opts_.blank, "ctc_prefix_beam_search");
+  begin();
+  advance(log_probs, frames, vocab);
+  return nbest();
+}
+
+std::vector<Hypothesis> CtcPrefixBeamSearcher::search_top_k(const int* top_k_ids, const float* top_k_logp, int frames,
+                                                            int k) {
+  begin();
+  advance_top_k(top_k_ids, top_k_logp, frames, k);
+  return nbest();
+}
+
+std::vector<Hypothesis> CtcPrefixBeamSearcher::nbest() const {
   std::vector<Hypothesis> out;
   out.reserve(cur_.size());
   for (const Entry& e : cur_) {
@@ -243,6 +255,10 @@ std::vector<Hypothesis> CtcPrefixBeamSearcher::results() const {
     out.push_back(std::move(h));
   }
   return out;
+}
+
+std::vector<int> CtcPrefixBeamSearcher::best_tokens() const {
+  return cur_.empty() ? std::vector<int>{} : tokens_of(cur_.front().node);
 }
 
 std::vector<Hypothesis> ctc_prefix_beam_search(const float* log_probs, int frames, int vocab,

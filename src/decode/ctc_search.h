@@ -37,9 +37,21 @@ struct CtcPrefixBeamOptions {
   void validate() const;  // throws wenet_rt::Error naming the bad field
 };
 
+// The k best tokens of one frame of log-probs [vocab], best first; equal log-probs keep the lower
+// id first (torch's topk order on CPU, and the order the search's tie-breaks assume). Writes k ids
+// and values; 1 <= k <= vocab.
+void ctc_top_k(const float* logp, int vocab, int k, int* ids, float* vals);
+
 // Reusable search state: holds its buffers (prefix trie, beams, top-k) between calls so that a
 // worker searching many utterances allocates only while they grow. Not thread-safe; use one per
-// thread.
+// thread (or per stream).
+//
+// Incremental use (streaming): begin() starts an utterance, advance*() consumes its frames as they
+// arrive, in pieces of any size, and nbest() reads the N-best of the frames so far at any time. The
+// state (beam of prefixes, trie) carries over between calls: nothing is searched twice, and the
+// N-best after frames [0, t) is exactly what a one-shot search of those t frames returns (search()
+// and search_top_k() are begin + one advance + nbest). Prefix beam search does not promise that a
+// later N-best extends an earlier one: a partial result can be revised when more frames arrive.
 class CtcPrefixBeamSearcher {
  public:
   explicit CtcPrefixBeamSearcher(const CtcPrefixBeamOptions& opts);
@@ -52,6 +64,25 @@ class CtcPrefixBeamSearcher {
   // (their order is the insertion order that breaks score ties). With k = first_beam (or beam) and
   // the same top-k, the result equals search()'s.
   std::vector<Hypothesis> search_top_k(const int* top_k_ids, const float* top_k_logp, int frames, int k);
+
+  // Starts a new utterance: the beam holds the empty prefix alone (score 0), frames() is 0. The
+  // constructor starts one too. Buffers keep their capacity.
+  void begin();
+  // Consumes `frames` more frames of full log-probs [frames][vocab] (top-k selected here, k =
+  // min(vocab, first_beam or beam)).
+  void advance(const float* log_probs, int frames, int vocab);
+  // Consumes `frames` more frames of candidates [frames][k] (as search_top_k takes them). k may
+  // differ between calls; ids must be >= 0. Throws wenet_rt::Error on bad arguments, before
+  // touching the state.
+  void advance_top_k(const int* top_k_ids, const float* top_k_logp, int frames, int k);
+  // The N-best of the frames consumed since begin(), best first (as search() would return it).
+  std::vector<Hypothesis> nbest() const;
+  // Tokens of the current best hypothesis (the partial result); empty before any token.
+  std::vector<int> best_tokens() const;
+  // Whether the current best hypothesis has at least one token.
+  bool best_is_empty() const { return cur_.empty() || cur_.front().node == 0; }
+  // Frames consumed since begin().
+  int frames() const { return frames_; }
 
   const CtcPrefixBeamOptions& options() const { return opts_; }
 
@@ -72,10 +103,7 @@ class CtcPrefixBeamSearcher {
     int order;     // insertion order: python's dict order, the tie-break of its stable sort
   };
 
-  void reset(int k);
-  void select_top_k(const float* logp, int vocab, int k);
   void step(const int* ids, const float* logp, int n);
-  std::vector<Hypothesis> results() const;
   int child(int node, int token);
   Entry& next_entry(int node);
   void prune();
@@ -90,6 +118,7 @@ class CtcPrefixBeamSearcher {
   std::vector<float> top_k_logp_;
   std::vector<int> remap_;  // scratch for compact_trie
   std::size_t compact_at_ = 0;
+  int frames_ = 0;
 };
 
 std::vector<Hypothesis> ctc_prefix_beam_search(const float* log_probs, int frames, int vocab,

@@ -16,6 +16,7 @@
 #include "decode/text.h"
 #include "decode/timestamps.h"
 #include "engine/batch_plan.h"
+#include "engine/engine_setup.h"
 #include "engine/thread_pool.h"
 #include "frontend/audio.h"
 #include "frontend/fbank.h"
@@ -44,33 +45,14 @@ constexpr int kReadAhead = 2;  // batches whose audio is read while the device w
 constexpr int kSlots = 3;      // batches in flight: encoding k, searching k - 1, rescoring k - 2
 constexpr int64_t kStagingSlack = 64;  // samples a resampled file may hold beyond its header's estimate
 
-// Grows only: reused across batches so that a steady state allocates nothing.
-class HostBuffer {
- public:
-  template <typename T>
-  T* get(Backend& be, size_t count) {
-    const size_t bytes = count * sizeof(T);
-    if (bytes > bytes_ || !mem_) {
-      mem_ = be.alloc_host(std::max(bytes, bytes_ * 3 / 2));
-      bytes_ = std::max(bytes, bytes_ * 3 / 2);
-    }
-    return static_cast<T*>(mem_.get());
-  }
-  template <typename T>
-  T* data() const { return static_cast<T*>(mem_.get()); }
-
- private:
-  Backend::HostMemory mem_{nullptr, std::free};
-  size_t bytes_ = 0;
-};
-
 // One utterance of the batch plan: a whole input, or a segment of a long one.
 struct Item {
   size_t input = 0;
   int segment = 0;
   int64_t offset = 0;    // first sample within the input
   int64_t planned = 0;   // samples: from the header, exact for audio decoded while planning
-  std::shared_ptr<const std::vector<float>> audio;  // decoded while planning (in memory, long files)
+  const float* pcm = nullptr;  // the input's samples when in memory (decoded while planning, or borrowed)
+  std::shared_ptr<const std::vector<float>> audio;  // owns them, unless borrowed from the caller
   // Read stage.
   int64_t samples = 0;
   int64_t staging_offset = 0;  // where its samples go in the batch's page-locked staging
@@ -97,14 +79,13 @@ struct Batch {
   // Search.
   std::vector<std::vector<Hypothesis>> nbest;
   std::vector<std::future<void>> searches, finals;
-  int nbest_rows = 0, width = 0;
 };
 
 // Buffers of one batch in flight.
 struct Slot {
   EncoderStore store;
-  HostBuffer top_ids, top_logp, dec_lens, l2r, r2l;
-  std::array<HostBuffer, 2> dec_ids, dec_targets;  // l2r, r2l
+  HostBuffer top_ids, top_logp;
+  std::unique_ptr<BatchRescorer> rescorer;
 };
 
 size_t peak_rss_bytes() {
@@ -145,7 +126,7 @@ struct OfflineEngine::Impl {
   std::unique_ptr<CudaFbank> cuda_fbank;
 #endif
   std::vector<std::string> units;
-  std::string piece_separator;  // between the texts of a long recording's segments
+  std::string separator;  // between the texts of a long recording's segments
   RescoreOptions rescore;
   CtcPrefixBeamOptions search_opts;
   SegmentOptions segment_opts;
@@ -162,44 +143,23 @@ struct OfflineEngine::Impl {
   Impl(ModelDir m, const RecognizerConfig& c) : cfg(c), model(std::move(m)) {
     cfg.validate();
     const int threads = cfg.threads > 0 ? cfg.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-    if (cfg.device == "cuda") {
-#ifdef WENET_RT_HAVE_CUDA
-      CudaBackendOptions o;
-      o.dtype = cfg.precision == "fp16" ? DType::kF16 : DType::kF32;
-      // No CUDA graphs: batches cut by a frame budget rarely repeat a shape, and capturing one
-      // costs an eager run plus the capture; their kernels are long enough to hide launches.
-      o.cuda_graphs = false;
-      backend = make_cuda_backend(o);
-#else
-      fail("device cuda: this build of wenet-rt has no CUDA backend");
-#endif
-    } else {
-      backend = make_cpu_backend(cfg.threads);
-    }
+    // No CUDA graphs: batches cut by a frame budget rarely repeat a shape, and capturing one
+    // costs an eager run plus the capture; their kernels are long enough to hide launches.
+    backend = make_engine_backend(cfg.device, cfg.precision, cfg.threads, /*cuda_graphs=*/false);
     if (cfg.batch_frames == 0) cfg.batch_frames = cfg.device == "cuda" ? 48000 : 3000;
     asr = std::make_unique<AsrModel>(model, *backend);
-    FbankOptions fo;
-    fo.sample_rate = model.config.fbank.sample_rate;
-    fo.num_mel_bins = model.config.fbank.num_mel_bins;
-    fo.frame_length_ms = model.config.fbank.frame_length_ms;
-    fo.frame_shift_ms = model.config.fbank.frame_shift_ms;
+    const FbankOptions fo = fbank_options(model.config);
     fbank = Fbank(fo);
 #ifdef WENET_RT_HAVE_CUDA
     if (cfg.device == "cuda" && cfg.gpu_frontend) cuda_fbank = std::make_unique<CudaFbank>(fo);
 #endif
-    for (int i = 0; i < model.vocab.size(); ++i) {
-      units.push_back(model.vocab.token(i));
-      if (units.back().find("\u2581") != std::string::npos) piece_separator = " ";
-    }
-    rescore.ctc_weight = cfg.ctc_weight;
-    rescore.rescoring_weight = cfg.rescoring_weight;
-    rescore.reverse_weight = cfg.reverse_weight >= 0 ? cfg.reverse_weight : model.config.reverse_weight;
-    if (!asr->has_right_decoder()) rescore.reverse_weight = 0.f;
-    rescore.validate();
+    units = unit_table(model.vocab);
+    separator = piece_separator(units);
+    rescore = rescore_options(cfg.ctc_weight, cfg.rescoring_weight, cfg.reverse_weight, model, *asr);
     cfg.reverse_weight = rescore.reverse_weight;
     search_opts.beam = cfg.beam;
     search_opts.blank = model.config.blank_id;
-    frame_ms = int(std::lround(subsampling_rate(model.config.encoder.input_layer) * fo.frame_shift_ms));
+    frame_ms = encoder_frame_ms(model.config);
     // Segments must fit the model's positions (5000 encoder frames, 200 s, for WeNet's models;
     // fewer for models trained with a shorter table): shorter than 95% of what they cover.
     segment_opts.max_seconds = std::min(cfg.max_segment_seconds, 0.95 * asr->max_subsampled_frames() * frame_ms / 1e3);
@@ -224,11 +184,8 @@ struct OfflineEngine::Impl {
       slot.top_ids.get<int>(be, size_t(rows) * size_t(top_k()));
       slot.top_logp.get<float>(be, size_t(rows) * size_t(top_k()));
       if (cfg.mode != DecodeMode::kAttentionRescoring) continue;
-      slot.dec_lens.get<int>(be, hyps);
-      for (auto* b : {&slot.dec_ids[0], &slot.dec_ids[1], &slot.dec_targets[0], &slot.dec_targets[1]})
-        b->get<int>(be, hyps * width);
-      slot.l2r.get<float>(be, hyps * width);
-      if (rescore.reverse_weight > 0) slot.r2l.get<float>(be, hyps * width);
+      slot.rescorer = std::make_unique<BatchRescorer>(*asr, rescore, model.config.sos_id, model.config.eos_id);
+      slot.rescorer->reserve(hyps, width);
     }
     if (gpu_frontend())
       for (HostBuffer& s : staging)
@@ -250,27 +207,40 @@ struct OfflineEngine::Impl {
   std::vector<Item> plan_input(size_t index, EngineInput& in, RecognitionResult& r) {
     std::vector<Item> items;
     std::shared_ptr<std::vector<float>> audio;
+    const float* pcm = nullptr;
     int64_t n = 0;
     if (in.path.empty()) {
-      Audio a = audio_from_samples(std::move(in.samples), in.sample_rate, rate());
-      audio = std::make_shared<std::vector<float>>(std::move(a.samples));
-      n = int64_t(audio->size());
+      if (in.borrowed != nullptr && in.sample_rate == rate()) {
+        pcm = in.borrowed;
+        n = int64_t(in.borrowed_size);
+      } else {
+        std::vector<float> samples =
+            in.borrowed != nullptr ? std::vector<float>(in.borrowed, in.borrowed + in.borrowed_size) : std::move(in.samples);
+        Audio a = audio_from_samples(std::move(samples), in.sample_rate, rate());
+        audio = std::make_shared<std::vector<float>>(std::move(a.samples));
+        pcm = audio->data();
+        n = int64_t(audio->size());
+      }
       WENET_CHECK(n > 0, "{}: no samples", in.key);
     } else {
       n = probe_audio(in.path).samples_at(rate());
     }
     r.duration_s = double(n) / rate();
     if (double(n) > segment_opts.max_seconds * rate()) {
-      if (!audio) audio = std::make_shared<std::vector<float>>(read_audio(in.path, rate()).samples);
-      n = int64_t(audio->size());
+      if (!pcm) {
+        audio = std::make_shared<std::vector<float>>(read_audio(in.path, rate()).samples);
+        pcm = audio->data();
+        n = int64_t(audio->size());
+      }
       r.duration_s = double(n) / rate();
-      const std::vector<Segment> segments = split_into_utterances(audio->data(), n, rate(), segment_opts);
+      const std::vector<Segment> segments = split_into_utterances(pcm, n, rate(), segment_opts);
       for (const Segment& s : segments) {
         Item it;
         it.input = index;
         it.segment = int(items.size());
         it.offset = s.begin;
         it.planned = s.end - s.begin;
+        it.pcm = pcm;
         it.audio = audio;
         items.push_back(std::move(it));
       }
@@ -280,6 +250,7 @@ struct OfflineEngine::Impl {
     Item it;
     it.input = index;
     it.planned = n;
+    it.pcm = pcm;
     it.audio = audio;
     items.push_back(std::move(it));
     return items;
@@ -292,8 +263,8 @@ struct OfflineEngine::Impl {
       const float* pcm = nullptr;
       {
         const auto t0 = Clock::now();
-        if (it.audio) {
-          pcm = it.audio->data() + it.offset;
+        if (it.pcm) {
+          pcm = it.pcm + it.offset;
           it.samples = it.planned;
         } else {
           owned = read_audio(in.path, rate()).samples;
@@ -329,7 +300,7 @@ struct OfflineEngine::Impl {
       int64_t total = 0;
       for (Item* it : b.items) {
         it->staging_offset = total;
-        total += it->planned + (it->audio ? 0 : kStagingSlack);
+        total += it->planned + (it->pcm ? 0 : kStagingSlack);
       }
       pcm = staging[size_t(staging_slot)].get<float>(*backend, size_t(total));
       b.staging = staging_slot;
@@ -425,42 +396,8 @@ struct OfflineEngine::Impl {
     if (cfg.mode != DecodeMode::kAttentionRescoring || b.live.empty()) return;
     Backend& be = *backend;
     const auto t0 = Clock::now();
-    size_t N = 0;
-    int width = 1;
-    for (const auto& h : b.nbest) {
-      N = std::max(N, h.size());
-      width = std::max(width, decoder_input_width(h));
-    }
-    const int B = int(b.live.size()), sos = model.config.sos_id, eos = model.config.eos_id;
-    const size_t rows = size_t(B) * N, cells = rows * size_t(width);
-    b.nbest_rows = int(N);
-    b.width = width;
-    int* lens = slot.dec_lens.get<int>(be, rows);
-    std::fill(lens, lens + rows, 1);
-    Tensor d_ids = be.alloc({int64_t(rows), width}, DType::kI32);
-    Tensor d_lens = be.alloc({int64_t(rows)}, DType::kI32);
-    Tensor d_targets = be.alloc({int64_t(rows), width}, DType::kI32);
     b.f_rescore_begin = be.fence();
-    for (const bool reverse : {false, true}) {
-      if (reverse && rescore.reverse_weight <= 0.f) break;
-      // Each direction has its own host inputs: the copies are asynchronous.
-      int* ids = slot.dec_ids[reverse].get<int>(be, cells);
-      int* targets = slot.dec_targets[reverse].get<int>(be, cells);
-      // Utterances with fewer hypotheses are padded with empty ones (<sos> <eos>...) never read.
-      std::fill(ids, ids + cells, eos);
-      std::fill(targets, targets + cells, -1);
-      for (int i = 0; i < B; ++i) {
-        for (size_t n = 0; n < N; ++n) ids[(size_t(i) * N + n) * size_t(width)] = sos;
-        build_decoder_inputs(b.nbest[size_t(i)], sos, eos, reverse, width, ids + size_t(i) * N * size_t(width),
-                             lens + size_t(i) * N);
-        build_decoder_targets(b.nbest[size_t(i)], eos, reverse, width, targets + size_t(i) * N * size_t(width));
-      }
-      be.copy_in(ids, d_ids);
-      if (!reverse) be.copy_in(lens, d_lens);
-      be.copy_in(targets, d_targets);
-      const Tensor scores = asr->decode_scores(b.enc, d_ids, d_lens, d_targets, reverse);
-      be.copy_out_async(scores, (reverse ? slot.r2l : slot.l2r).get<float>(be, cells));
-    }
+    slot.rescorer->enqueue(b.enc, b.nbest);
     b.f_rescored = be.fence();
     b.rescored = true;
     b.host_rescore_ms = seconds_since(t0) * 1e3;
@@ -492,10 +429,7 @@ struct OfflineEngine::Impl {
       std::vector<Hypothesis>& hyps = b.nbest[i];
       size_t best = 0;
       if (b.rescored) {
-        const size_t off = i * size_t(b.nbest_rows) * size_t(b.width);
-        best = size_t(attention_rescore_targets(hyps, slot.l2r.data<float>() + off,
-                                                rescore.reverse_weight > 0 ? slot.r2l.data<float>() + off : nullptr,
-                                                b.width, rescore));
+        best = size_t(slot.rescorer->pick(i, hyps));
         it.score = hyps[best].total;
       } else {
         it.score = hyps[0].ctc_score;
@@ -518,7 +452,7 @@ struct OfflineEngine::Impl {
     if (!r.error.empty()) return r;
     for (Item* it : parts) {
       const std::string text = tokens_to_text(it->tokens, units);
-      if (!text.empty()) r.text += (r.text.empty() ? "" : piece_separator) + text;
+      if (!text.empty()) r.text += (r.text.empty() ? "" : separator) + text;
       r.tokens.insert(r.tokens.end(), it->tokens.begin(), it->tokens.end());
       r.word_pieces.insert(r.word_pieces.end(), it->pieces.begin(), it->pieces.end());
       r.score += it->score;

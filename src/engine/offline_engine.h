@@ -31,6 +31,10 @@ struct EngineInput {
   std::string key;
   std::string path;            // an audio file; when empty, the samples below
   std::vector<float> samples;  // normalized floats at sample_rate
+  // Or samples borrowed from the caller (who keeps them alive until run() returns), used in place
+  // when already at the model's rate: no copy.
+  const float* borrowed = nullptr;
+  size_t borrowed_size = 0;
   int sample_rate = 0;
 };
 

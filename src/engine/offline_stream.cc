@@ -30,7 +30,9 @@ class OfflineStream : public Stream, public std::enable_shared_from_this<Offline
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
       finished_ = true;
-      request.input = {"stream", "", std::move(samples_), batcher_.sample_rate()};
+      request.input.key = "stream";
+      request.input.samples = std::move(samples_);
+      request.input.sample_rate = batcher_.sample_rate();
       samples_.clear();
     }
     if (request.input.samples.empty()) {  // nothing said: an empty final result

@@ -209,6 +209,11 @@ Audio audio_from_samples(std::vector<float> samples, int sample_rate, int target
   Audio audio;
   audio.samples = std::move(samples);
   audio.sample_rate = sample_rate;
+  if (target_rate == 0 || target_rate == sample_rate) {  // no resampling: keep (move) the samples
+    WENET_CHECK(sample_rate >= kMinSampleRate && sample_rate <= kMaxSampleRate,
+                "expected a sample rate of {}..{} Hz, got {}", kMinSampleRate, kMaxSampleRate, sample_rate);
+    return audio;
+  }
   return resample(audio, target_rate);
 }
 

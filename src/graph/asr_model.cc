@@ -425,7 +425,15 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
       if (l.pw1.w.data) {
         // WeNet zeroes the conv module's input at padded frames, then convolves every frame.
         be.norm_linear(xs, l.norm_conv, l.pw1, Activation::kNone, conv_in, &r.lens);
-        ConvModuleArgs c{conv_in, r.lens, l.dw_w, l.dw_b, l.conv_norm, ctx, ec.causal, l.causal_pad};
+        ConvModuleArgs c;
+        c.x = conv_in;
+        c.lens = r.lens;
+        c.dw_w = l.dw_w;
+        c.dw_b = l.dw_b;
+        c.norm = l.conv_norm;
+        c.y = ctx;
+        c.causal = ec.causal;
+        c.causal_pad = l.causal_pad;
         be.conv_module(c, ec.activation);
         be.linear(ctx, l.pw2, Activation::kNone, &xs, xs);
       }

@@ -12,7 +12,13 @@
 // - A causal conv module (U2++) sees the last kernel-1 frames of its input before the chunk (zeros
 //   before the first); a non-causal one convolves the chunk alone with zero padding.
 //
-// Works on every backend (only Backend ops). One stream per call (batch 1) for now.
+// Many streams at once: the ready chunks of B streams go through the encoder in one call
+// (encode_chunks), each stream's caches living in a slot of an EncoderCachePool (ring buffers in
+// backend memory, allocated once): the chunk's K / V and conv context are written into the slots
+// and attention reads the history there, so no cache is ever copied or moved. The single-stream
+// API (EncoderCache, encode_chunk, encode_utterance) is the same with a pool of one slot.
+//
+// Works on every backend (only Backend ops).
 #pragma once
 
 #include <string>
@@ -35,22 +41,60 @@ struct StreamingOptions {
 // chunk by chunk, and WeNet refuses it too.
 void check_streaming_model(const ModelConfig& config);
 
-// One stream's state between chunks: per layer the attention K / V history and the causal conv
-// module's left context, in backend memory (allocated once by StreamingEncoder::make_cache(); reuse
-// it for the stream's next utterance with StreamingEncoder::reset()). Read-only to callers.
-struct EncoderCache {
+// Host state of one stream (a slot of an EncoderCachePool).
+struct StreamState {
+  bool allocated = false;
+  int offset = 0;  // encoder frames of the utterance encoded so far: the next chunk's first frame
+  int frames = 0;  // frames of attention history the next chunk sees (<= C*L; all of them when L = -1)
+};
+
+// The caches of up to capacity() concurrent streams of one StreamingEncoder, in backend memory
+// allocated once (StreamingEncoder::make_pool; persistent: make one and keep it). Per layer:
+// - a K / V ring [capacity * R, 2d] (K in columns [0, d), V in [d, 2d)): encoder frame a of the
+//   stream in slot s is row s * R + a % R, R = ring_rows() = C*L + C (history + a chunk), or
+//   max_frames() when L = -1;
+// - a causal conv module's left context: the ring of its last kernel-1 pointwise_conv1 outputs,
+//   [capacity * (kernel-1), 2d] (before a stream's first frame, those of zero input frames).
+// Host state per slot (StreamState). Not thread-safe: one caller at a time, as the backend.
+class EncoderCachePool {
+ public:
+  EncoderCachePool() = default;
+  EncoderCachePool(EncoderCachePool&&) = default;  // move-only: two host states must never share slots
+  EncoderCachePool& operator=(EncoderCachePool&&) = default;
+  EncoderCachePool(const EncoderCachePool&) = delete;
+  EncoderCachePool& operator=(const EncoderCachePool&) = delete;
+  int capacity() const { return int(states_.size()); }
+  int ring_rows() const { return ring_rows_; }
+  int max_frames() const { return max_frames_; }  // the most encoder frames an utterance may reach
+  int free_slots() const;
+
+  // A free slot (the lowest), fresh for a new utterance. Throws when every slot is taken.
+  int allocate();
+  // Gives a slot back (its stream is over). Throws unless allocated.
+  void release(int slot);
+  // The next utterance in an allocated slot: offset and history back to 0 (host only, no device work).
+  void reset(int slot);
+  bool allocated(int slot) const { return slot >= 0 && slot < capacity() && states_[size_t(slot)].allocated; }
+  const StreamState& state(int slot) const;  // throws for a slot outside [0, capacity())
+
+ private:
+  friend class StreamingEncoder;
   struct Layer {
-    Tensor kv;    // [rows, 2d]: K in columns [0, d), V in [d, 2d); the history is rows [start, start + frames)
-    Tensor conv;  // causal conv module: [kernel - 1 + C, 2d] pointwise_conv1 outputs, the first
-                  // kernel - 1 rows the left context (empty for a non-causal module)
+    Tensor kv;    // [capacity * ring_rows, 2d]
+    Tensor conv;  // [capacity * (kernel - 1), 2d], causal conv module only
   };
-  std::vector<Layer> layers;
-  int rows = 0;         // rows of each kv buffer
-  int start = 0;        // first history row in kv
-  int frames = 0;       // frames of attention history held (<= C*L, or all when L = -1)
-  int offset = 0;       // encoder frames produced so far: the next chunk's first frame
-  bool conv_ready = false;  // the conv left context holds the zero-input frames (after reset: no)
-  const void* owner = nullptr;  // the StreamingEncoder it was made for
+  std::vector<Layer> layers_;
+  std::vector<StreamState> states_;
+  int ring_rows_ = 0, max_frames_ = 0;
+  const void* owner_ = nullptr;  // the StreamingEncoder it was made for
+};
+
+// One stream's caches for the single-stream API: a pool of one slot (slot 0). offset and frames
+// are copies of the slot's StreamState, updated by each call (read-only to callers).
+struct EncoderCache {
+  EncoderCachePool pool;
+  int offset = 0;  // encoder frames produced so far: the next chunk's first frame
+  int frames = 0;  // frames of attention history held (<= C*L, or all when L = -1)
 };
 
 // An utterance encoded chunk by chunk (host memory, float32).
@@ -78,17 +122,35 @@ class StreamingEncoder {
   // fbank frames between the starts of consecutive windows: s*C.
   int stride_frames() const { return rate_ * opts_.chunk_size; }
 
-  // A fresh cache for one stream (persistent backend memory: make one per stream and reuse it).
-  EncoderCache make_cache();
-  // Makes `cache` a fresh stream's (the next utterance); keeps its memory.
-  void reset(EncoderCache& cache) const;
+  // Caches for up to max_streams concurrent streams (persistent backend memory). max_frames: the
+  // most encoder frames an utterance may reach (0: the model's positions, WeNet's max_len); with
+  // num_left_chunks = -1 it is the rings' length, so with many streams set it to what an
+  // utterance can reach (e.g. the endpointing limit: 20 s is 500 frames at 40 ms).
+  EncoderCachePool make_pool(int max_streams, int max_frames = 0);
 
-  // Encodes one chunk: `window` float32 [1, W, input_dim] raw fbank in backend memory (CMVN is
-  // applied here), min_window_frames() <= W <= window_frames(). Returns the chunk's encoder output
-  // [1, T, d] (T = subsampled frames of W, C for a full window) in the backend's arena (valid until
-  // reset_arena()); updates `cache`.
+  // Encodes the next chunk of B streams in one pass. Item b is the first window_lens[b] frames of
+  // windows[b] (float32 [B, W, input_dim] raw fbank in backend memory; CMVN is applied here): the
+  // next window of the stream in slot slots[b] (allocated slots of `pool`, all distinct).
+  // min_window_frames() <= window_lens[b] <= W <= window_frames(): pad to the longest window of
+  // the batch, or always to window_frames() for steady shapes (CUDA graphs are cached per B and W).
+  // Returns [B, T, d] (T = the subsampled length of W) with lens[b] = T_b, item b's frames (C for
+  // a full window); rows t >= T_b are padding. In the backend's arena (valid until reset_arena()).
+  // Advances each item's stream; everything is checked first, so an error changes no stream.
+  // Host arrays of B values; one upload of the per-item values per call.
+  EncoderOutput encode_chunks(const Tensor& windows, const int* window_lens, const int* slots,
+                              EncoderCachePool& pool);
+  // The same for host windows float32 [batch, frames, input_dim].
+  EncoderOutput encode_chunks(const float* windows, int batch, int frames, const int* window_lens, const int* slots,
+                              EncoderCachePool& pool);
+  // The CTC head on the result: model().ctc_top_k(encode_chunks(...), k) (rows past lens[b] are padding).
+
+  // Single stream: a fresh cache (a pool of one slot; persistent backend memory: make one per
+  // stream and reuse it), reset for the next utterance, and one chunk: `window` float32 [1, W,
+  // input_dim] (or host [W, input_dim]), min_window_frames() <= W <= window_frames(); returns
+  // [1, T, d] as encode_chunks.
+  EncoderCache make_cache();
+  void reset(EncoderCache& cache) const;
   EncoderOutput encode_chunk(const Tensor& window, EncoderCache& cache);
-  // The same for a host window [W, input_dim].
   EncoderOutput encode_chunk(const float* window, int frames, EncoderCache& cache);
 
   // A whole utterance chunk by chunk, as WeNet's forward_chunk_by_chunk: windows at 0, s*C, 2s*C, ...
@@ -98,15 +160,13 @@ class StreamingEncoder {
   StreamedEncoding encode_utterance(const float* feats, int frames);
 
  private:
-  void move_history_to_front(EncoderCache& cache);
-
   AsrModel& model_;
   StreamingOptions opts_;
   int rate_ = 4, right_context_ = 6;
-  int history_ = 0;  // C*L frames kept (-1: all)
+  int history_ = 0;       // C*L frames kept (-1: all)
   int conv_context_ = 0;  // kernel - 1 for a causal conv module, else 0
-  Tensor conv_zeros_;     // [kernel - 1, d] zeros: pointwise_conv1 of them is the first chunk's left context
-  EncoderCache utterance_cache_;  // encode_utterance()'s, made on first use
+  std::vector<Tensor> conv_fill_;  // per layer [2d]: pointwise_conv1 of a zero frame (before a stream's first)
+  EncoderCache utterance_cache_;   // encode_utterance()'s, made on first use
 };
 
 }  // namespace wenet_rt

@@ -393,6 +393,15 @@ int subsampling_rate(Subsampling s) {
   return 0;
 }
 
+int subsampling_right_context(Subsampling s) {
+  switch (s) {  // WeNet's BaseSubsampling.right_context
+    case Subsampling::kConv2d4: return 6;
+    case Subsampling::kConv2d6: return 10;
+    case Subsampling::kConv2d8: return 14;
+  }
+  return 0;
+}
+
 int subsampled_feature_dim(Subsampling s, int input_dim) {
   switch (s) {  // WeNet's Conv2dSubsampling{4,6,8}: valid 3x3 (5x5 for the x3 step) convolutions
     case Subsampling::kConv2d4: return ((input_dim - 1) / 2 - 1) / 2;

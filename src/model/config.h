@@ -80,6 +80,9 @@ ModelConfig parse_config_text(const std::string& yaml_text, const std::string& s
 
 // Frames in per frame out of the input layer (4, 6 or 8).
 int subsampling_rate(Subsampling s);
+// Input frames a subsampled frame needs beyond its first one's (WeNet's right_context): a chunk of
+// C output frames needs (C - 1) * rate + right_context + 1 input frames.
+int subsampling_right_context(Subsampling s);
 // Feature columns left after the input layer's convolutions (WeNet's Linear takes d * this).
 int subsampled_feature_dim(Subsampling s, int input_dim);
 

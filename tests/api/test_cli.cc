@@ -94,6 +94,34 @@ TEST_F(CliTest, TranscribePrintsKeyTextLines) {
   EXPECT_NE(err[0].find("real time"), std::string::npos) << err[0];
 }
 
+// --streaming on the shipped (U2++) demo model: the examples come out exactly, as offline; with
+// --partial the partial and final results go to stderr. A model not trained for streaming is refused.
+TEST_F(CliTest, StreamingTranscribesTheDemoExamples) {
+  const std::string demo = std::string(WENET_SOURCE_DIR) + "/models/demo";
+  std::map<std::string, std::string> refs;
+  {
+    std::ifstream in(demo + "/examples/text");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) refs[line.substr(0, line.find(' '))] = line.substr(line.find(' ') + 1);
+  }
+  std::vector<std::string> args = {"transcribe", demo, "--streaming", "--chunk-size", "16", "--partial"};
+  for (const auto& [key, text] : refs) args.push_back(demo + "/examples/" + key + ".wav");
+  const Outcome r = run(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto out = lines(r.out);
+  ASSERT_EQ(out.size(), refs.size()) << r.out;
+  for (const auto& l : out) {
+    const std::string key = l.substr(0, l.find(' '));
+    EXPECT_EQ(l, key + " " + refs.at(key));
+  }
+  EXPECT_NE(r.err.find(" partial: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" final: "), std::string::npos) << r.err;
+  const std::string full_context = std::string(WENET_TEST_DATA) + "/goldens/conformer_layernorm";
+  const Outcome refused = run({"transcribe", full_context, "--streaming", data_ + "short_16k_s16.wav"});
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_NE(refused.err.find("not trained for streaming"), std::string::npos) << refused.err;
+}
+
 TEST_F(CliTest, JsonFormatOneObjectPerLine) {
   const auto g = load_e2e_golden("conformer_causal");
   const Outcome r = run({"transcribe", model_, "--format", "json", "--mode", "ctc_prefix_beam",

@@ -351,6 +351,38 @@ TEST(TranscribeSamples, TooShortSamplesThrow) {
   EXPECT_THROW(rec.recognize("x", {}, 16000), Error);
 }
 
+// recognize_samples: borrowed recordings, batched like files; same results as the files, in order,
+// failures per input.
+TEST(TranscribeSamples, BatchOfViewsMatchesFiles) {
+  const E2eGolden g = load_e2e_golden("transformer_tiny");
+  const Files files = g.files();
+  Recognizer rec(g.model_dir, cpu_config(DecodeMode::kAttentionRescoring));
+  const auto by_file = rec.recognize_files(files);
+  std::vector<std::vector<float>> pcm;
+  std::vector<AudioView> views;
+  for (const auto& [key, path] : files) {
+    Audio a = read_audio(path, 0);  // at the file's own rate: the 8 kHz one is resampled by the engine
+    pcm.push_back(std::move(a.samples));
+    views.push_back({key, pcm.back().data(), pcm.back().size(), a.sample_rate});
+  }
+  const std::vector<float> too_short(100, 0.f);
+  views.push_back({"short", too_short.data(), too_short.size(), 16000});
+  views.push_back({"empty", nullptr, 0, 16000});
+  views.push_back({"bad_rate", too_short.data(), too_short.size(), 0});
+  const auto by_view = rec.recognize_samples(views);
+  ASSERT_EQ(by_view.size(), files.size() + 3);
+  for (size_t i = 0; i < files.size(); ++i) {
+    SCOPED_TRACE(files[i].first);
+    EXPECT_EQ(by_view[i].key, files[i].first);
+    EXPECT_EQ(by_view[i].error, "");
+    EXPECT_EQ(by_view[i].tokens, by_file[i].tokens);
+    EXPECT_EQ(by_view[i].score, by_file[i].score);
+  }
+  EXPECT_NE(by_view[files.size()].error.find("too short"), std::string::npos) << by_view[files.size()].error;
+  EXPECT_NE(by_view[files.size() + 1].error.find("no samples"), std::string::npos) << by_view[files.size() + 1].error;
+  EXPECT_NE(by_view[files.size() + 2].error.find("sample rate"), std::string::npos) << by_view[files.size() + 2].error;
+}
+
 // --- configuration --------------------------------------------------------------------------
 
 // The message of the Error thrown by constructing a Recognizer with `cfg` ("" if none).

@@ -414,6 +414,83 @@ TEST_P(CudaAttention, ZeroLengthKeysGiveZeros) {
 
 TEST_P(CudaAttention, LongKeys) { run({1, 8, 5000, 4, 64, 1, false, false, {4999}, "Tk 5000"}); }
 
+// Keys in a ring pool (the streaming encoder's K/V history): per item a slot, the frame of its
+// first key and a key count, wrapping around the slot's rows; rel-pos rows by frame.
+struct RingCase {
+  int64_t slots, R, Tq, heads, dk;
+  bool rel;
+  std::vector<int32_t> slot, start, len;  // per item
+  std::string name;
+};
+
+TEST_P(CudaAttention, RingPool) {
+  for (const RingCase& c :
+       {RingCase{3, 12, 4, 4, 16, true, {2, 0, 1}, {5, 0, 20}, {12, 4, 7}, "rel_pos dk 16, wraps"},
+        RingCase{4, 48, 16, 4, 64, true, {3, 1}, {100, 40}, {48, 17}, "rel_pos dk 64, full ring"},
+        RingCase{2, 80, 16, 4, 64, false, {1, 0}, {70, 0}, {80, 0}, "no pos, 80 keys, zero keys"},
+        RingCase{2, 70, 9, 4, 20, true, {0, 1}, {65, 3}, {70, 33}, "rel_pos dk 20 (unaligned)"}}) {
+    const int64_t B = int64_t(c.slot.size()), HD = c.heads * c.dk;
+    Pair q = act({B, c.Tq, 3 * HD});
+    Pair pool = act({c.slots * c.R, 2 * HD});
+    Pair sl = lens(c.slot), st = lens(c.start), kl = lens(c.len);
+    AttentionArgs ac, ag;
+    ac.q = q.c.col_slice(0, HD);
+    ag.q = q.g.col_slice(0, HD);
+    ac.k = pool.c.col_slice(0, HD);
+    ag.k = pool.g.col_slice(0, HD);
+    ac.v = pool.c.col_slice(HD, HD);
+    ag.v = pool.g.col_slice(HD, HD);
+    ac.key_lens = kl.c;
+    ag.key_lens = kl.g;
+    ac.kv_slot = sl.c;
+    ag.kv_slot = sl.g;
+    ac.key_start = st.c;
+    ag.key_start = st.g;
+    ac.ring_rows = ag.ring_rows = int(c.R);
+    ac.heads = ag.heads = int(c.heads);
+    Pair pos, u, v;
+    if (c.rel) {
+      pos = act({200, HD});
+      u = weight({c.heads, c.dk}, 0.5f);
+      v = weight({c.heads, c.dk}, 0.5f);
+      ac.pos = pos.c;
+      ag.pos = pos.g;
+      ac.pos_bias_u = u.c;
+      ag.pos_bias_u = u.g;
+      ac.pos_bias_v = v.c;
+      ag.pos_bias_v = v.g;
+    }
+    Pair out = empty({B, c.Tq, HD});
+    ac.out = out.c;
+    ag.out = out.g;
+    cpu_->attention(ac);
+    gpu_->attention(ag);
+    expect_close(out, "attention ring " + c.name);
+  }
+}
+
+// ring_write (the last min(len, R) rows of each item into its slot, strided input) and ring_read
+// (frames before 0 read the fill row).
+TEST_P(CudaOps, RingWriteRead) {
+  const int64_t S = 4, R = 6, B = 3, T = 9, C = 40;
+  Pair pool = act({S * R, C});
+  Pair x_wide = act({B, T, 3 * C});
+  Pair x = x_wide.col_slice(C, C);
+  Pair l = lens({9, 4, 0}), sl = lens({3, 0, 2}), first = lens({13, 2, 5});
+  cpu_->ring_write(x.c, l.c, sl.c, first.c, int(R), pool.c);
+  gpu_->ring_write(x.g, l.g, sl.g, first.g, int(R), pool.g);
+  expect_close(pool, "ring_write");
+  Pair fill = weight({C});
+  Pair y = empty({B, R + 2, C});
+  Pair read_first = lens({14, -3, 0});
+  cpu_->ring_read(pool.c, sl.c, read_first.c, int(R), fill.c, y.c);
+  gpu_->ring_read(pool.g, sl.g, read_first.g, int(R), fill.g, y.g);
+  expect_close(y, "ring_read");
+  Pair bad = lens({0, 1});
+  EXPECT_THROW(gpu_->ring_read(pool.g, bad.g, read_first.g, int(R), fill.g, y.g), Error);  // 2 slots, 3 items
+  EXPECT_THROW(gpu_->ring_write(x.g, l.g, sl.g, first.g, 5, pool.g), Error);  // 24 rows are not slots of 5
+}
+
 TEST_P(CudaOps, AttentionRejectsHugeHeads) {
   Pair q = act({1, 2, 256});
   Pair l = lens({2});
@@ -461,6 +538,40 @@ TEST_P(CudaOps, ConvModule) {
     gpu_->conv_module(ag, c.act);
     expect_close(y, "conv_module T" + std::to_string(c.T) + " D" + std::to_string(c.D) +
                         (c.layer_norm ? " layer_norm" : " folded batch_norm"));
+  }
+}
+
+// The streaming forms: a causal conv with each item's left context (pointwise_conv1 outputs of its
+// K-1 earlier frames), and a 'same' conv reading frames past lens[b] as zeros.
+TEST_P(CudaOps, ConvModuleStreaming) {
+  for (const bool layer_norm : {false, true}) {
+    const int64_t B = 3, T = 16, D = 64, K = 15;
+    Pair x = act(random({B, T, 2 * D}, -2.f, 2.f));
+    Pair left = act(random({B, K - 1, 2 * D}, -2.f, 2.f));
+    Pair w = weight({D, K}, 0.3f), b = weight({D}, 0.5f), pad = weight({D}, 0.5f);
+    Pair g = weight(random({D}, 0.5f, 1.5f)), be = weight({D}, 0.5f);
+    Pair l = lens({16, 3, 9});
+    for (const bool causal : {true, false}) {
+      Pair y = empty({B, T, D});
+      ConvModuleArgs ac, ag;
+      ac.x = x.c, ag.x = x.g;
+      ac.lens = l.c, ag.lens = l.g;
+      ac.dw_w = w.c, ag.dw_w = w.g;
+      ac.dw_b = b.c, ag.dw_b = b.g;
+      if (layer_norm) ac.norm = {g.c, be.c}, ag.norm = {g.g, be.g};
+      ac.y = y.c, ag.y = y.g;
+      ac.causal = ag.causal = causal;
+      if (causal) {
+        ac.causal_pad = pad.c, ag.causal_pad = pad.g;
+        ac.left = left.c, ag.left = left.g;
+      } else {
+        ac.zero_beyond_lens = ag.zero_beyond_lens = true;
+      }
+      cpu_->conv_module(ac, Activation::kSwish);
+      gpu_->conv_module(ag, Activation::kSwish);
+      expect_close(y, std::string("conv_module ") + (causal ? "causal, left context" : "zero beyond lens") +
+                          (layer_norm ? ", layer_norm" : ""));
+    }
   }
 }
 

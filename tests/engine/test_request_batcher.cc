@@ -121,7 +121,9 @@ TEST_F(RequestBatcherTest, BadAudioAndTooLongFailAloneInTheirBatch) {
   garbage.input.key = "garbage";
   garbage.encoded = "this is not audio at all, just some text that is long enough";
   BatchRequest too_long;
-  too_long.input = {"long", "", std::vector<float>(16000 * 4, 0.01f), 16000};
+  too_long.input.key = "long";
+  too_long.input.samples = std::vector<float>(16000 * 4, 0.01f);
+  too_long.input.sample_rate = 16000;
   BatchRequest none;
   none.input.key = "none";
   auto g = batcher.submit(std::move(garbage));

@@ -6,46 +6,93 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm.h"
+#include "backend/op_checks.h"
 
 namespace wenet_rt::cpu {
 
 void CpuBackend::attention(const AttentionArgs& a) {
   Scope s(this, "attention");
-  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), Bk = a.k.dim(0), Tk = a.k.dim(1);
+  const bool ring = a.ring_rows > 0;
+  if (ring) check_attention_ring(a);
+  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), Bk = ring ? a.key_lens.numel() : a.k.dim(0);
   const int64_t H = a.heads, dk = a.q.cols() / H;
   WENET_CHECK(a.q.dtype == DType::kF32 && a.k.dtype == DType::kF32 && a.v.dtype == DType::kF32,
               "attention: expected float32 q, k, v");
   WENET_CHECK(H > 0 && a.q.cols() == H * dk && a.k.cols() == H * dk && a.v.cols() == H * dk &&
-                  a.v.dim(0) == Bk && a.v.dim(1) == Tk && a.queries_per_kv > 0 && Bq == Bk * a.queries_per_kv,
+                  (ring || (a.v.dim(0) == Bk && a.v.dim(1) == a.k.dim(1))) && a.queries_per_kv > 0 &&
+                  Bq == Bk * a.queries_per_kv,
               "attention: shape mismatch");
   const bool rel = a.pos.data != nullptr;
-  WENET_CHECK(!rel || a.pos.rows() >= Tk, "attention: expected at least {} position rows, got {}", Tk, a.pos.rows());
-  const int64_t kd = rel ? 2 * dk : dk;
   const int64_t ldq = a.q.row_stride(), ldk = a.k.row_stride(), ldv = a.v.row_stride(), ldo = a.out.row_stride();
+  auto* lens = static_cast<int64_t*>(arena_.allocate(size_t(Bk) * sizeof(int64_t)));
+  // Keys of item b: its first key's row in k / v (ring: of its slot) and position row.
+  auto* key_row0 = static_cast<int64_t*>(arena_.allocate(size_t(Bk) * sizeof(int64_t)));
+  auto* pos_row0 = static_cast<int64_t*>(arena_.allocate(size_t(Bk) * sizeof(int64_t)));
+  int64_t Tk = 0;  // keys per item the packed panels are laid out for
+  if (ring) {
+    const int64_t R = a.ring_rows, slots = a.k.rows() / R;
+    for (int64_t b = 0; b < Bk; ++b) {
+      const int64_t slot = a.kv_slot.ptr<int32_t>()[b], start = a.key_start.ptr<int32_t>()[b];
+      lens[b] = a.key_lens.ptr<int32_t>()[b];
+      WENET_CHECK(slot >= 0 && slot < slots, "attention: item {}: kv_slot {} outside [0, {})", b, slot, slots);
+      WENET_CHECK(start >= 0 && lens[b] >= 0 && lens[b] <= R,
+                  "attention: item {}: expected key_start >= 0 and key_lens in [0, {}] (ring rows), got {} and {}", b,
+                  R, start, lens[b]);
+      WENET_CHECK(!rel || start + lens[b] <= a.pos.rows(),
+                  "attention: item {}: keys at frames {}..{} past the {} position rows", b, start, start + lens[b] - 1,
+                  a.pos.rows());
+      key_row0[b] = slot * R + start % R;
+      pos_row0[b] = start;
+      Tk = std::max(Tk, lens[b]);
+    }
+  } else {
+    Tk = a.k.dim(1);
+    WENET_CHECK(!rel || a.pos.rows() >= Tk, "attention: expected at least {} position rows, got {}", Tk, a.pos.rows());
+    for (int64_t b = 0; b < Bk; ++b) {
+      lens[b] = std::clamp<int64_t>(a.key_lens.ptr<int32_t>()[b], 0, Tk);
+      key_row0[b] = b * Tk;
+      pos_row0[b] = 0;
+    }
+  }
+  const int64_t kd = rel ? 2 * dk : dk;
   const int key_nr = pick_nr(Tk), val_nr = pick_nr(dk);
   const int64_t key_panels = (Tk + key_nr - 1) / key_nr;
   // Packed keys and values of every (sequence, head): only the visible ones are filled.
   const int64_t key_floats = key_panels * key_nr * kd, val_floats = int64_t(packed_floats(dk, Tk, val_nr));
   float* keys = scratch(Bk * H * key_floats);
   float* vals = scratch(Bk * H * val_floats);
-  auto* lens = static_cast<int64_t*>(arena_.allocate(size_t(Bk) * sizeof(int64_t)));
-  for (int64_t b = 0; b < Bk; ++b) lens[b] = std::clamp<int64_t>(a.key_lens.ptr<int32_t>()[b], 0, Tk);
+  // Ring pools: a head's keys and values wrap around the slot's ring; gathered here into
+  // contiguous rows [len, dk] per (item, head) first, then packed as contiguous ones are.
+  float* gathered = ring ? scratch(Bk * H * 2 * Tk * dk) : nullptr;
   pool_.run(Bk * H, [&](int64_t unit, int) {
     const int64_t b = unit / H, h = unit % H, len = lens[b];
     if (len == 0) return;
     float* kp = keys + unit * key_floats;
-    const float* k = a.k.ptr<float>() + b * Tk * ldk + h * dk;
+    const float* k = a.k.ptr<float>() + key_row0[b] * ldk + h * dk;
+    const float* v = a.v.ptr<float>() + key_row0[b] * ldv + h * dk;
+    int64_t ldk_u = ldk, ldv_u = ldv;
+    if (ring) {
+      const int64_t R = a.ring_rows, slot_row = key_row0[b] - key_row0[b] % R, first = key_row0[b] % R;
+      float* gk = gathered + unit * 2 * Tk * dk;
+      float* gv = gk + Tk * dk;
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t row = slot_row + (first + j) % R;
+        std::copy_n(a.k.ptr<float>() + row * ldk + h * dk, dk, gk + j * dk);
+        std::copy_n(a.v.ptr<float>() + row * ldv + h * dk, dk, gv + j * dk);
+      }
+      k = gk, v = gv, ldk_u = ldv_u = dk;
+    }
     if (!rel) {
-      pack_nk(k, ldk, len, dk, key_nr, kp);
+      pack_nk(k, ldk_u, len, dk, key_nr, kp);
     } else {
       // [k | p] per key: pack both halves into a panel of depth 2 dk.
-      const float* p = a.pos.ptr<float>() + h * dk;
       const int64_t ldp = a.pos.row_stride();
+      const float* p = a.pos.ptr<float>() + pos_row0[b] * ldp + h * dk;
       for (int64_t pn = 0; pn < (len + key_nr - 1) / key_nr; ++pn) {
         float* out = kp + pn * kd * key_nr;
         const int64_t n0 = pn * key_nr, cols = std::min<int64_t>(key_nr, len - n0);
         for (int64_t j = 0; j < cols; ++j) {
-          const float* kj = k + (n0 + j) * ldk;
+          const float* kj = k + (n0 + j) * ldk_u;
           const float* pj = p + (n0 + j) * ldp;
           for (int64_t d = 0; d < dk; ++d) {
             out[d * key_nr + j] = kj[d];
@@ -56,7 +103,7 @@ void CpuBackend::attention(const AttentionArgs& a) {
           for (int64_t j = cols; j < key_nr; ++j) out[d * key_nr + j] = 0.f;
       }
     }
-    pack_kn(a.v.ptr<float>() + b * Tk * ldv + h * dk, ldv, len, dk, val_nr, vals + unit * val_floats);
+    pack_kn(v, ldv_u, len, dk, val_nr, vals + unit * val_floats);
   });
   // Blocks of query rows: a multiple of every kernel's row tile.
   constexpr int64_t kBlock = 48;

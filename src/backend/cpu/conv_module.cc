@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/op_checks.h"
 
 namespace wenet_rt::cpu {
 
@@ -13,6 +14,7 @@ void CpuBackend::conv_module(const ConvModuleArgs& a, Activation act) {
                   a.y.rows() == B * T,
               "conv_module: shape mismatch");
   WENET_CHECK(!a.causal || a.causal_pad.numel() == D, "conv_module: expected causal_pad [{}]", D);
+  check_conv_module_streaming(a, B, K, D);
   // The depthwise kernel transposed to [K, D] (channels contiguous, as the kernel vectorizes).
   float* w_t = scratch(K * D);
   for (int64_t d = 0; d < D; ++d)
@@ -28,6 +30,9 @@ void CpuBackend::conv_module(const ConvModuleArgs& a, Activation act) {
     c.x = a.x.ptr<float>() + b * T * a.x.row_stride();
     c.ldx = a.x.row_stride();
     c.T = T;
+    c.T_in = a.zero_beyond_lens ? std::clamp<int64_t>(a.lens.ptr<int32_t>()[b], 0, T) : T;
+    c.left = a.left.data ? a.left.ptr<float>() + b * (K - 1) * a.left.row_stride() : nullptr;
+    c.ldl = a.left.row_stride();
     c.D = D;
     c.t0 = t0;
     c.t1 = std::min(T, t0 + kFrames);

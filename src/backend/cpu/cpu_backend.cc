@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/op_checks.h"
+
 namespace wenet_rt {
 namespace cpu {
 
@@ -154,6 +156,42 @@ void CpuBackend::embed(const Tensor& ids, const Tensor& table, float scale, cons
     const float* p = pos.ptr<float>() + (m % T) * pos.row_stride();
     float* out = y.ptr<float>() + m * y.row_stride();
     for (int64_t d = 0; d < D; ++d) out[d] = e[d] * scale + p[d];
+  }
+}
+
+void CpuBackend::ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first,
+                            int ring_rows, const Tensor& pool) {
+  Scope s(this, "ring_write");
+  check_ring_write(x, lens, slots, first, ring_rows, pool);
+  const int64_t B = x.dim(0), T = x.dim(1), C = x.cols(), R = ring_rows, S = pool.rows() / R;
+  const size_t es = dtype_size(x.dtype);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t slot = slots.ptr<int32_t>()[b], f0 = first.ptr<int32_t>()[b], len = lens.ptr<int32_t>()[b];
+    WENET_CHECK(slot >= 0 && slot < S, "ring_write: item {}: slot {} outside [0, {})", b, slot, S);
+    WENET_CHECK(f0 >= 0 && len >= 0 && len <= T, "ring_write: item {}: expected first >= 0 and lens in [0, {}], got {} and {}",
+                b, T, f0, len);
+    for (int64_t t = std::max<int64_t>(0, len - R); t < len; ++t)
+      std::memcpy(static_cast<std::byte*>(pool.data) + size_t((slot * R + (f0 + t) % R) * pool.row_stride()) * es,
+                  static_cast<const std::byte*>(x.data) + size_t((b * T + t) * x.row_stride()) * es, size_t(C) * es);
+  }
+}
+
+void CpuBackend::ring_read(const Tensor& pool, const Tensor& slots, const Tensor& first, int ring_rows,
+                           const Tensor& fill, const Tensor& y) {
+  Scope s(this, "ring_read");
+  check_ring_read(pool, slots, first, ring_rows, fill, y);
+  const int64_t B = y.dim(0), T = y.dim(1), C = y.cols(), R = ring_rows, S = pool.rows() / R;
+  const size_t es = dtype_size(y.dtype);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t slot = slots.ptr<int32_t>()[b], f0 = first.ptr<int32_t>()[b];
+    WENET_CHECK(slot >= 0 && slot < S, "ring_read: item {}: slot {} outside [0, {})", b, slot, S);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t f = f0 + t;
+      const std::byte* src = f < 0 ? static_cast<const std::byte*>(fill.data)
+                                   : static_cast<const std::byte*>(pool.data) +
+                                         size_t((slot * R + f % R) * pool.row_stride()) * es;
+      std::memcpy(static_cast<std::byte*>(y.data) + size_t((b * T + t) * y.row_stride()) * es, src, size_t(C) * es);
+    }
   }
 }
 

@@ -69,6 +69,10 @@ class CpuBackend final : public Backend {
   void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y) override;
   void attention(const AttentionArgs& a) override;
   void conv_module(const ConvModuleArgs& a, Activation act) override;
+  void ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first, int ring_rows,
+                  const Tensor& pool) override;
+  void ring_read(const Tensor& pool, const Tensor& slots, const Tensor& first, int ring_rows, const Tensor& fill,
+                 const Tensor& y) override;
   void log_softmax(const Tensor& x, const Tensor& y) override;
   void log_softmax_top_k(const Tensor& x, int blank, const Tensor& top_ids, const Tensor& top_logp,
                          const Tensor& blank_logp) override;

@@ -32,7 +32,7 @@ void CpuBackend::log_softmax_top_k(const Tensor& x, int blank, const Tensor& top
     for (int64_t m = task * kRows; m < std::min(M, (task + 1) * kRows); ++m) {
       const float* in = x.ptr<float>() + m * x.row_stride();
       const float lse = kt_.log_sum_exp(in, V);
-      // The selection of CtcPrefixBeamSearcher::select_top_k over the values log_softmax writes:
+      // The selection of ctc_top_k (decode/ctc_search.h) over the values log_softmax writes:
       // insertion into a sorted list, ties keeping the lower id first.
       int32_t* ids = top_ids.ptr<int32_t>() + m * top_ids.row_stride();
       float* vals = top_logp.ptr<float>() + m * top_logp.row_stride();

@@ -537,6 +537,28 @@ class CudaBackend final : public Backend {
   void attention(const AttentionArgs& a) override;
   void conv_module(const ConvModuleArgs& a, Activation act) override;
 
+  void ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first, int ring_rows,
+                  const Tensor& pool) override {
+    begin_op("ring_write");
+    check_ring_write(x, lens, slots, first, ring_rows, pool);
+    expect_act(x, "ring_write", "x");
+    ck::ring_write_rows(x.data, x.row_stride(), lens.ptr<int32_t>(), slots.ptr<int32_t>(), first.ptr<int32_t>(),
+                        int(x.dim(0)), int(x.dim(1)), int(x.cols()), ring_rows, int(pool.rows() / ring_rows), pool.data,
+                        pool.row_stride(), f16(), stream_);
+    after_launch("ring_write");
+  }
+
+  void ring_read(const Tensor& pool, const Tensor& slots, const Tensor& first, int ring_rows, const Tensor& fill,
+                 const Tensor& y) override {
+    begin_op("ring_read");
+    check_ring_read(pool, slots, first, ring_rows, fill, y);
+    expect_act(y, "ring_read", "y");
+    ck::ring_read_rows(pool.data, pool.row_stride(), slots.ptr<int32_t>(), first.ptr<int32_t>(), int(y.dim(0)),
+                       int(y.dim(1)), int(y.cols()), ring_rows, int(pool.rows() / ring_rows), fill.data, y.data,
+                       y.row_stride(), f16(), stream_);
+    after_launch("ring_read");
+  }
+
   void log_softmax(const Tensor& x, const Tensor& y) override {
     begin_op("log_softmax");
     const int64_t M = x.rows(), N = x.cols();
@@ -806,16 +828,19 @@ void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights
 
 void CudaBackend::attention(const AttentionArgs& a) {
   begin_op("attention");
-  WENET_CHECK(a.q.rank == 3 && a.k.rank == 3 && a.v.rank == 3 && a.out.rank == 3,
-              "attention: expected 3-D q, k, v and out");
-  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), Bk = a.k.dim(0), Tk = a.k.dim(1), HD = a.q.cols();
+  const bool ring = a.ring_rows > 0;
+  WENET_CHECK(a.q.rank == 3 && a.out.rank == 3 && (ring || (a.k.rank == 3 && a.v.rank == 3)),
+              "attention: expected 3-D q, k, v and out (k and v 2-D pools with ring_rows)");
+  if (ring) check_attention_ring(a);
+  const int64_t Bq = a.q.dim(0), Tq = a.q.dim(1), HD = a.q.cols();
+  const int64_t Bk = ring ? a.key_lens.numel() : a.k.dim(0), Tk = ring ? a.ring_rows : a.k.dim(1);
   WENET_CHECK(a.heads > 0 && HD % a.heads == 0, "attention: {} columns do not split into {} heads", HD, a.heads);
   const int64_t dk = HD / a.heads;
   WENET_CHECK(dk <= ck::kMaxAttentionHeadDim, "attention: head dim {} > {} is not supported", dk,
               ck::kMaxAttentionHeadDim);
   WENET_CHECK(a.queries_per_kv >= 1 && Bq == Bk * a.queries_per_kv,
               "attention: {} query batches for {} key batches x {} queries_per_kv", Bq, Bk, a.queries_per_kv);
-  WENET_CHECK(a.k.cols() == HD && a.v.cols() == HD && a.v.dim(0) == Bk && a.v.dim(1) == Tk,
+  WENET_CHECK(a.k.cols() == HD && a.v.cols() == HD && (ring || (a.v.dim(0) == Bk && a.v.dim(1) == Tk)),
               "attention: k [{}, {}, {}] / v [{}, {}, {}] do not match q's {} columns", Bk, Tk, a.k.cols(),
               a.v.dim(0), a.v.dim(1), a.v.cols(), HD);
   WENET_CHECK(a.out.dim(0) == Bq && a.out.dim(1) == Tq && a.out.cols() == HD, "attention: out [{}, {}, {}], expected "
@@ -828,7 +853,8 @@ void CudaBackend::attention(const AttentionArgs& a) {
     expect_act(a.pos, "attention", "pos");
     expect_act(a.pos_bias_u, "attention", "pos_bias_u");
     expect_act(a.pos_bias_v, "attention", "pos_bias_v");
-    WENET_CHECK(a.pos.cols() == HD && a.pos.rows() >= Tk, "attention: pos [{}, {}], expected [>= {}, {}]",
+    // Ring pools: keys at frames past the table are masked (the caller checks its frames).
+    WENET_CHECK(a.pos.cols() == HD && (ring || a.pos.rows() >= Tk), "attention: pos [{}, {}], expected [>= {}, {}]",
                 a.pos.rows(), a.pos.cols(), Tk, HD);
     WENET_CHECK(a.pos_bias_u.data && a.pos_bias_v.data && a.pos_bias_u.numel() == HD && a.pos_bias_v.numel() == HD,
                 "attention: pos_bias_u / pos_bias_v must hold heads x dk = {} values", HD);
@@ -856,6 +882,13 @@ void CudaBackend::attention(const AttentionArgs& a) {
   p.dk = int(dk);
   p.queries_per_kv = a.queries_per_kv;
   p.causal = a.causal;
+  p.pos_rows = rel ? int(a.pos.rows()) : 0;
+  if (ring) {
+    p.kv_slot = a.kv_slot.ptr<int32_t>();
+    p.key_start = a.key_start.ptr<int32_t>();
+    p.ring_rows = a.ring_rows;
+    p.ring_slots = int(a.k.rows() / a.ring_rows);
+  }
   ck::attention_rel_pos_online_softmax(p, f16(), stream_);
   after_launch("attention");
 }
@@ -868,6 +901,7 @@ void CudaBackend::conv_module(const ConvModuleArgs& a, Activation act) {
               B, T, a.x.cols(), a.y.rows(), D);
   WENET_CHECK(a.dw_w.rank == 2 && a.dw_w.dim(0) == D && a.dw_b.numel() == D,
               "conv_module: depthwise weights [{}, {}] / bias {} for {} channels", a.dw_w.dim(0), K, a.dw_b.numel(), D);
+  check_conv_module_streaming(a, B, K, D);
   expect_contiguous(a.dw_w, "conv_module", "dw_w");
   for (const Tensor* t : {&a.x, &a.y, &a.dw_w, &a.dw_b}) expect_act(*t, "conv_module", "operand");
   const bool norm = a.norm.gamma.data != nullptr;
@@ -896,7 +930,10 @@ void CudaBackend::conv_module(const ConvModuleArgs& a, Activation act) {
     WENET_CHECK(a.causal_pad.data && a.causal_pad.numel() == D, "conv_module: a causal conv needs causal_pad [{}]", D);
     expect_act(a.causal_pad, "conv_module", "causal_pad");
     p.causal_pad = a.causal_pad.data;
+    p.left = a.left.data;
+    p.ldl = a.left.data ? a.left.row_stride() : 0;
   }
+  p.zero_from = a.zero_beyond_lens ? a.lens.ptr<int32_t>() : nullptr;
   ck::glu_depthwise_conv_norm_act(p, f16(), stream_);
   after_launch("conv_module");
 }

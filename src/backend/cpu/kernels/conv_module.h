@@ -20,12 +20,13 @@ void conv_module_rows(const ConvModuleRows& c, float* scratch) {
   float* g = scratch;
   for (int64_t s = s0; s < s1; ++s) {
     float* out = g + (s - s0) * D;
-    if (s < 0 || s >= c.T) {
+    const bool from_left = s < 0 && c.left != nullptr;
+    if (!from_left && (s < 0 || s >= c.T_in)) {
       const float* fill = s < 0 && c.causal_pad ? c.causal_pad : nullptr;
       for (int64_t d = 0; d < D; ++d) out[d] = fill ? fill[d] : 0.f;
       continue;
     }
-    const float* in = c.x + s * c.ldx;
+    const float* in = from_left ? c.left + (K - 1 + s) * c.ldl : c.x + s * c.ldx;
     int64_t d = 0;
     for (; d + W <= D; d += W) I::store(out + d, I::mul(I::load(in + d), sigmoid<I>(I::load(in + D + d))));
     for (; d < D; ++d) out[d] = in[d] / (1.f + Scalar::exp(-in[D + d]));

@@ -61,11 +61,14 @@ inline int64_t attention_scratch_floats(int64_t rows, int64_t keys_padded, int64
 }
 
 // The conformer convolution module over frames [t0, t1) of one utterance:
-// y[t] = act(norm(b + sum_j w[j] * glu(x[t + j - pad]))), frames outside [0, T) being zero
-// (or glu = causal_pad before frame 0 when causal).
+// y[t] = act(norm(b + sum_j w[j] * glu(x[t + j - pad]))), frames outside [0, T_in) being zero
+// (or, before frame 0 when causal, glu(left[K - 1 + t]) with a left context, else causal_pad).
 struct ConvModuleRows {
   const float* x = nullptr;  // [T, 2D], stride ldx
   int64_t ldx = 0, T = 0, D = 0, t0 = 0, t1 = 0;
+  int64_t T_in = 0;             // frames read from x (<= T; the rest read as zeros)
+  const float* left = nullptr;  // [K - 1, 2D], stride ldl, or null
+  int64_t ldl = 0;
   const float* w_t = nullptr;  // depthwise kernel transposed to [K, D]
   const float* b = nullptr;    // [D]
   int64_t K = 0, pad = 0;

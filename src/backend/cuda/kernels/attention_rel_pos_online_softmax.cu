@@ -11,6 +11,7 @@
 // padded, which leaves every dot product unchanged.
 #include <atomic>
 
+#include "backend/cuda/kernels/attention_key_rows.cuh"
 #include "backend/cuda/kernels/common.cuh"
 #include "backend/cuda/kernels/kernels.h"
 
@@ -49,14 +50,15 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionParams p, 
 
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int q0 = blockIdx.x * kTQ, h = blockIdx.y, bq = blockIdx.z, bk = bq / p.queries_per_kv;
-  const int dk = p.dk, Tq = p.Tq, Tk = p.Tk;
+  const int dk = p.dk, Tq = p.Tq;
+  const AttentionKeyRows keys = attention_key_rows(p, bk, REL);
   const T* q = static_cast<const T*>(p.q) + int64_t(bq) * Tq * p.ldq + h * dk;
-  const T* k = static_cast<const T*>(p.k) + int64_t(bk) * Tk * p.ldk + h * dk;
-  const T* v = static_cast<const T*>(p.v) + int64_t(bk) * Tk * p.ldv + h * dk;
+  const T* k = static_cast<const T*>(p.k) + h * dk;  // key j: row keys.row(j)
+  const T* v = static_cast<const T*>(p.v) + h * dk;
   const T* pos = REL ? static_cast<const T*>(p.pos) + h * dk : nullptr;
   const T* bias_u = REL ? static_cast<const T*>(p.bias_u) + h * dk : nullptr;
   const T* bias_v = REL ? static_cast<const T*>(p.bias_v) + h * dk : nullptr;
-  const int len = min(max(p.key_lens[bk], 0), Tk);
+  const int len = keys.len;
   const int kend = p.causal ? min(len, q0 + kTQ) : len;  // keys any row of this tile may see
 
   for (int e = tid; e < kTQ * DK; e += kThreads) {
@@ -84,9 +86,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionParams p, 
     for (int e = tid; e < kTK * DK; e += kThreads) {
       const int j = e / DK, d = e % DK;
       const bool ok = k0 + j < kend && d < dk;  // masked keys load as 0: no stray NaN reaches 0 * v
-      Ks[j * LD + d] = ok ? to_float(k[int64_t(k0 + j) * p.ldk + d]) : 0.f;
-      Vs[j * LD + d] = ok ? to_float(v[int64_t(k0 + j) * p.ldv + d]) : 0.f;
-      if constexpr (REL) Ps[j * LD + d] = ok ? to_float(pos[int64_t(k0 + j) * p.ldp + d]) : 0.f;
+      const int64_t row = ok ? keys.row(k0 + j) : 0;
+      Ks[j * LD + d] = ok ? to_float(k[row * p.ldk + d]) : 0.f;
+      Vs[j * LD + d] = ok ? to_float(v[row * p.ldv + d]) : 0.f;
+      if constexpr (REL) Ps[j * LD + d] = ok ? to_float(pos[int64_t(keys.pos0 + k0 + j) * p.ldp + d]) : 0.f;
     }
     __syncthreads();
 

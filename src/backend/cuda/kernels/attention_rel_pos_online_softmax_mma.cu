@@ -8,6 +8,7 @@
 // statistics are FP32; probabilities and (q + u), (q + v) are rounded to half for the tensor cores.
 #include <atomic>
 
+#include "backend/cuda/kernels/attention_key_rows.cuh"
 #include "backend/cuda/kernels/common.cuh"
 #include "backend/cuda/kernels/kernels.h"
 #include "backend/cuda/kernels/mma.cuh"
@@ -24,34 +25,36 @@ constexpr size_t smem_bytes() {
   return size_t(kBK * (REL ? 3 : 2)) * (DK + 8) * sizeof(__half);
 }
 
-// Rows [k0, k0 + kBK) of a [T, *] head slice into shared memory (stride DK + 8); rows >= kend and
-// dims >= dk become 0, so masked keys contribute exact zeros.
+// Keys [k0, k0 + kBK) of an item's head slice into shared memory (stride DK + 8): key j is row
+// rows.row(j) of src, or (pos) row rows.pos0 + j; keys >= kend and dims >= dk become 0, so masked
+// keys contribute exact zeros.
 // How a head slice can be read: 16 bytes at a time (dk % 8 == 0, aligned), 4 bytes (dk even, e.g.
 // the 36-dim heads of a 144-dim model), or one half at a time.
 enum Loads : int { kScalar = 0, kHalf2 = 1, kVec8 = 2 };
 
-template <int DK>
-__device__ __forceinline__ void stage_tile(__half* dst, const __half* src, int64_t ld, int k0, int kend, int dk,
-                                           int loads) {
+template <int DK, bool POS>
+__device__ __forceinline__ void stage_tile(__half* dst, const __half* src, int64_t ld, const AttentionKeyRows& rows,
+                                           int k0, int kend, int dk, int loads) {
   constexpr int LDS = DK + 8;
+  const auto row = [&](int j) { return POS ? int64_t(rows.pos0 + j) : rows.row(j); };
   if (loads == kVec8) {
     for (int e = threadIdx.x; e < kBK * DK / 8; e += kThreads) {
       const int j = e / (DK / 8), d = (e % (DK / 8)) * 8;
       uint4 v = make_uint4(0, 0, 0, 0);
-      if (k0 + j < kend && d < dk) v = *reinterpret_cast<const uint4*>(src + int64_t(k0 + j) * ld + d);
+      if (k0 + j < kend && d < dk) v = *reinterpret_cast<const uint4*>(src + row(k0 + j) * ld + d);
       *reinterpret_cast<uint4*>(dst + j * LDS + d) = v;
     }
   } else if (loads == kHalf2) {  // d < dk implies d + 1 < dk for even dk
     for (int e = threadIdx.x; e < kBK * DK / 2; e += kThreads) {
       const int j = e / (DK / 2), d = (e % (DK / 2)) * 2;
       __half2 v = __float2half2_rn(0.f);
-      if (k0 + j < kend && d < dk) v = *reinterpret_cast<const __half2*>(src + int64_t(k0 + j) * ld + d);
+      if (k0 + j < kend && d < dk) v = *reinterpret_cast<const __half2*>(src + row(k0 + j) * ld + d);
       *reinterpret_cast<__half2*>(dst + j * LDS + d) = v;
     }
   } else {
     for (int e = threadIdx.x; e < kBK * DK; e += kThreads) {
       const int j = e / DK, d = e % DK;
-      dst[j * LDS + d] = k0 + j < kend && d < dk ? src[int64_t(k0 + j) * ld + d] : __float2half_rn(0.f);
+      dst[j * LDS + d] = k0 + j < kend && d < dk ? src[row(k0 + j) * ld + d] : __float2half_rn(0.f);
     }
   }
 }
@@ -68,14 +71,15 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int q0 = blockIdx.x * kBQ, h = blockIdx.y, bq = blockIdx.z, bk = bq / p.queries_per_kv;
-  const int dk = p.dk, Tq = p.Tq, Tk = p.Tk;
+  const int dk = p.dk, Tq = p.Tq;
+  const AttentionKeyRows keys = attention_key_rows(p, bk, REL);
   const __half* q = static_cast<const __half*>(p.q) + int64_t(bq) * Tq * p.ldq + h * dk;
-  const __half* k = static_cast<const __half*>(p.k) + int64_t(bk) * Tk * p.ldk + h * dk;
-  const __half* v = static_cast<const __half*>(p.v) + int64_t(bk) * Tk * p.ldv + h * dk;
+  const __half* k = static_cast<const __half*>(p.k) + h * dk;  // key j: row keys.row(j)
+  const __half* v = static_cast<const __half*>(p.v) + h * dk;
   const __half* pos = REL ? static_cast<const __half*>(p.pos) + h * dk : nullptr;
   const __half* bias_u = REL ? static_cast<const __half*>(p.bias_u) + h * dk : nullptr;
   const __half* bias_v = REL ? static_cast<const __half*>(p.bias_v) + h * dk : nullptr;
-  const int len = min(max(p.key_lens[bk], 0), Tk);
+  const int len = keys.len;
   const int kend = p.causal ? min(len, q0 + kBQ) : len;  // keys any row of this block may see
 
   // Stage the query tile (+ u, v) as half, 8 dims per step.
@@ -126,9 +130,9 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
 
   for (int k0 = 0; k0 < kend; k0 += kBK) {
     __syncthreads();  // the previous tile's readers are done
-    stage_tile<DK>(Ks, k, p.ldk, k0, kend, dk, loads);
-    stage_tile<DK>(Vs, v, p.ldv, k0, kend, dk, loads);
-    if constexpr (REL) stage_tile<DK>(Ps, pos, p.ldp, k0, kend, dk, loads);
+    stage_tile<DK, false>(Ks, k, p.ldk, keys, k0, kend, dk, loads);
+    stage_tile<DK, false>(Vs, v, p.ldv, keys, k0, kend, dk, loads);
+    if constexpr (REL) stage_tile<DK, true>(Ps, pos, p.ldp, keys, k0, kend, dk, loads);
     __syncthreads();
     const int kn = min(kBK, kend - k0);
 

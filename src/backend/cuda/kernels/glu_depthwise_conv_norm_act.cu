@@ -1,6 +1,7 @@
 // The conformer conv module between its pointwise convolutions, in one kernel:
 //   GLU over channels -> depthwise conv (K taps, 'same' zero padding, over all T frames as WeNet
-//   does; causal: K-1 left frames holding glu(pointwise_conv1 bias)) -> LayerNorm over channels
+//   does; causal: K-1 left frames holding glu(pointwise_conv1 bias), or the GLU of a streaming
+//   item's left context; streaming: frames past zero_from[b] read as zeros) -> LayerNorm over channels
 //   (or nothing: BatchNorm folded into the conv at load) -> act.
 // A block owns `frames` frames of one utterance and a group of channels (all D when a LayerNorm
 // needs whole frames): it stages the GLU of its frames plus the K-1 halo frames and the transposed
@@ -30,6 +31,8 @@ __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(C
   float* wt = glu + halo_rows * group;    // [K][group] depthwise weights, transposed for coalesced reads
   float* conv = wt + K * group;           // [frames][group] (LayerNorm only)
   const T* x = static_cast<const T*>(p.x) + int64_t(b) * Tn * p.ldx;
+  const T* left = p.left ? static_cast<const T*>(p.left) + int64_t(b) * (K - 1) * p.ldl : nullptr;
+  const int t_in = p.zero_from ? min(max(p.zero_from[b], 0), Tn) : Tn;  // frames read from x
   const T* w = static_cast<const T*>(p.w);
   const T* bias = static_cast<const T*>(p.b);
   const T* gamma = static_cast<const T*>(p.gamma);
@@ -38,8 +41,8 @@ __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(C
   for (int e = threadIdx.x; e < halo_rows * nc; e += kThreads) {
     const int r = e / nc, d = e - r * nc, t = t0 - pad + r;
     float g = 0.f;
-    if (t >= 0 && t < Tn) {
-      const T* row = x + int64_t(t) * p.ldx + c0;
+    if ((t >= 0 && t < t_in) || (t < 0 && left)) {
+      const T* row = (t >= 0 ? x + int64_t(t) * p.ldx : left + int64_t(K - 1 + t) * p.ldl) + c0;
       g = to_float(row[d]) / (1.f + expf(-to_float(row[D + d])));
     } else if (t < 0 && p.causal) {
       g = to_float(static_cast<const T*>(p.causal_pad)[c0 + d]);

@@ -117,7 +117,15 @@ struct AttentionParams {
   const int32_t* key_lens;          // [Bk]
   int Bq, Tq, Tk, heads, dk, queries_per_kv;
   bool causal;
+  // Keys in a ring pool (ring_rows > 0; then Tk = ring_rows): k / v hold ring_slots * ring_rows
+  // rows, key j of item b is row kv_slot[b] * ring_rows + (key_start[b] + j) % ring_rows and uses
+  // position row key_start[b] + j. Items with a slot outside [0, ring_slots) or key_start < 0 see
+  // no keys.
+  const int32_t *kv_slot, *key_start;
+  int ring_rows, ring_slots;
+  int pos_rows;  // rows of pos: keys whose position row would be past them are masked
 };
+
 // Largest supported head dimension.
 constexpr int kMaxAttentionHeadDim = 128;
 // f16: tensor cores (attention_rel_pos_online_softmax_mma.cu); f32: FP32 FMA.
@@ -136,7 +144,21 @@ struct ConvModuleParams {
   Act act;
   bool causal;             // K-1 frames of left context, which hold causal_pad [D] before t = 0
   const void* causal_pad;
+  const void* left;        // causal: [B, K-1, 2D] pointwise_conv1 outputs read before t = 0 instead, or null
+  int64_t ldl;
+  const int32_t* zero_from;  // [B]: frames t >= zero_from[b] read as zeros, or null
 };
+
+// Ring pools (Backend::ring_write / ring_read): frame a of slot s is row s * R + a % R of pool.
+// ring_write: pool[frame first[b] + t of slot slots[b]] = x[b, t] for the last min(lens[b], R) of
+// t < lens[b] (x [B, T, C]); items with a bad slot, first < 0 or lens outside [0, T] are skipped.
+void ring_write_rows(const void* x, int64_t ldx, const int32_t* lens, const int32_t* slots, const int32_t* first,
+                     int B, int T, int C, int R, int slot_count, void* pool, int64_t ldp, bool f16,
+                     cudaStream_t stream);
+// ring_read: y[b, t] = frame first[b] + t of slot slots[b], or fill [C] for frames before 0 (y [B, T, C]);
+// items with a bad slot read fill.
+void ring_read_rows(const void* pool, int64_t ldp, const int32_t* slots, const int32_t* first, int B, int T, int C,
+                    int R, int slot_count, const void* fill, void* y, int64_t ldy, bool f16, cudaStream_t stream);
 void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, cudaStream_t stream);
 
 }  // namespace wenet_rt::cuda_kernels

@@ -1,0 +1,135 @@
+"""python -m wenet_rt.triton served on CPU, called with tritonclient over HTTP and gRPC."""
+import concurrent.futures as cf
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import DEMO, EXAMPLES, read_wav_int16
+
+pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install '.[triton]')")
+httpclient = pytest.importorskip("tritonclient.http")
+grpcclient = pytest.importorskip("tritonclient.grpc")
+
+MODEL = "wenet_rt"
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    http_port, grpc_port, metrics_port = free_ports(3)
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wenet_rt.triton", str(DEMO), "--instances", "2", "--threads", "1",
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+    deadline = time.time() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the Triton server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+            try:
+                if client.is_server_ready() and client.is_model_ready(MODEL):
+                    break
+            except Exception:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"the Triton server was not ready in 180 s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield {"http": f"127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}"}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wav_inputs(mod, path):
+    data = np.array([[path.read_bytes()]], dtype=np.object_)
+    inp = mod.InferInput("WAV", [1, 1], "BYTES")
+    inp.set_data_from_numpy(data)
+    return [inp]
+
+
+def pcm_inputs(mod, path):
+    a, rate = read_wav_int16(path)
+    pcm = mod.InferInput("PCM", [1, a.size], "FP32")
+    pcm.set_data_from_numpy((a.astype(np.float32) / 32768)[None])
+    sr = mod.InferInput("SAMPLE_RATE", [1, 1], "INT32")
+    sr.set_data_from_numpy(np.array([[rate]], dtype=np.int32))
+    return [pcm, sr]
+
+
+def decode(res):
+    text = res.as_numpy("TEXT")[0, 0].decode("utf-8")
+    tokens = [int(t) for t in res.as_numpy("TOKENS")[0] if t >= 0]
+    stamps = [tuple(int(v) for v in s) for s in res.as_numpy("TIMESTAMPS")[0] if s[0] >= 0]
+    return text, tokens, stamps, res.as_numpy("ERROR")[0, 0].decode()
+
+
+@pytest.fixture(scope="module")
+def expected(demo_rec):
+    return {p.stem: demo_rec.transcribe(p) for p in EXAMPLES}
+
+
+def check(p, got, expected, cli_demo_text, same_batch=True):
+    text, tokens, stamps, error = got
+    assert error == ""
+    assert text == cli_demo_text[p.stem]
+    assert tokens == expected[p.stem].tokens
+    assert len(stamps) == len(tokens)
+    if same_batch:  # batched with others, a conformer's last frames see padding (WeNet's semantics): peaks may move
+        assert stamps == expected[p.stem].timestamps
+
+
+def test_http_wav(server, expected, cli_demo_text):
+    c = httpclient.InferenceServerClient(server["http"])
+    for p in EXAMPLES:
+        check(p, decode(c.infer(MODEL, wav_inputs(httpclient, p))), expected, cli_demo_text)
+
+
+def test_grpc_pcm(server, expected, cli_demo_text):
+    c = grpcclient.InferenceServerClient(server["grpc"])
+    for p in EXAMPLES:
+        check(p, decode(c.infer(MODEL, pcm_inputs(grpcclient, p))), expected, cli_demo_text)
+
+
+def test_concurrent_requests_batched(server, expected, cli_demo_text):
+    # Many requests at once over both protocols: Triton's dynamic batcher gathers them.
+    def one(i):
+        p = EXAMPLES[i % len(EXAMPLES)]
+        if i % 2:
+            c = grpcclient.InferenceServerClient(server["grpc"])
+            return p, decode(c.infer(MODEL, wav_inputs(grpcclient, p)))
+        c = httpclient.InferenceServerClient(server["http"])
+        return p, decode(c.infer(MODEL, wav_inputs(httpclient, p)))
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        for p, got in pool.map(one, range(20)):
+            check(p, got, expected, cli_demo_text, same_batch=False)
+
+
+def test_bad_audio_reported(server):
+    c = httpclient.InferenceServerClient(server["http"])
+    inp = httpclient.InferInput("WAV", [1, 1], "BYTES")
+    inp.set_data_from_numpy(np.array([[b"RIFF nonsense"]], dtype=np.object_))
+    text, tokens, _, error = decode(c.infer(MODEL, [inp]))
+    assert text == "" and tokens == [] and error
