@@ -18,7 +18,9 @@ struct LoadtestOptions {
   double duration = 0;       // seconds; 0 = each file once per client
   double chunk_ms = 100;     // audio per binary message
   double pace = 1.0;         // 1 = real time
-  bool continuous = false;
+  bool continuous = true;    // as `transcribe --streaming`, whose text --expect usually holds
+  int chunk_size = 16;       // the server's chunk (encoder frames, x4 subsampling): when a partial's audio was complete
+  double retry_s = 1.0;      // a client told "server busy" tries again after this (while --duration lasts)
   std::string json;          // write the report as JSON here too
 };
 

@@ -18,6 +18,7 @@
 #include "engine/offline_engine.h"
 #include "engine/offline_stream.h"
 #include "engine/request_batcher.h"
+#include "engine/streaming_engine.h"
 #include "server/server.h"
 #include "tools/bench.h"
 #include "frontend/audio.h"
@@ -187,28 +188,61 @@ int run_transcribe_streaming(const std::string& model_dir, const std::vector<std
 struct ServeOptions {
   std::string model_dir;
   wenet_rt::RecognizerConfig offline;
+  wenet_rt::StreamingConfig streaming;
+  bool no_streaming = false;
   wenet_rt::RequestBatcherConfig batcher;
   wenet_rt::server::ServerConfig server;
 };
 
+bool trained_for_streaming(const wenet_rt::ModelDir& m) {
+  return m.config.encoder.use_dynamic_chunk || m.config.encoder.static_chunk_size > 0;
+}
+
 int run_serve(ServeOptions& o) {
   o.batcher.validate();
   o.server.validate();
+  wenet_rt::ModelDir model = wenet_rt::load_model_dir(o.model_dir);
   // HTTP requests (and WebSocket streams of a model that cannot stream) share one batched engine.
-  wenet_rt::OfflineEngine engine(wenet_rt::load_model_dir(o.model_dir), o.offline);
+  wenet_rt::OfflineEngine engine(model, o.offline);
   wenet_rt::RequestBatcher batcher(engine, o.batcher);
+  // WebSocket streams of a model trained for streaming share one streaming engine: the ready chunks
+  // of all connections go through the encoder together.
+  std::unique_ptr<wenet_rt::StreamingEngine> streaming;
+  if (trained_for_streaming(model) && !o.no_streaming) {
+    wenet_rt::StreamingConfig& s = o.streaming;
+    s.device = o.offline.device;
+    s.precision = o.offline.precision;
+    s.mode = o.offline.mode;
+    s.beam = o.offline.beam;
+    s.ctc_weight = o.offline.ctc_weight;
+    s.rescoring_weight = o.offline.rescoring_weight;
+    s.reverse_weight = o.offline.reverse_weight;
+    s.threads = o.offline.threads;
+    s.validate();
+    streaming = std::make_unique<wenet_rt::StreamingEngine>(std::move(model), s);
+  }
   wenet_rt::server::ServerBackends backends;
   backends.batcher = &batcher;
   backends.sample_rate = engine.sample_rate();
   backends.model = o.model_dir;
-  // TODO(issue 14 landing): a StreamingRecognizer for models trained for streaming.
-  backends.create_stream = [&batcher](const wenet_rt::StreamOptions& opts) {
-    return wenet_rt::make_offline_stream(batcher, opts);
-  };
+  std::string ws_setup;
+  if (streaming) {
+    wenet_rt::StreamingEngine* se = streaming.get();
+    backends.create_stream = [se](const wenet_rt::StreamOptions& opts) { return se->create_stream(opts); };
+    backends.streaming_stats = [se] { return se->stats(); };
+    backends.max_streams = se->config().max_streams;
+    ws_setup = "WebSocket: " + se->config().describe();
+  } else {
+    // WeNet's runtime serves a full-context model over the same protocol: one final result per stream.
+    backends.create_stream = [&batcher](const wenet_rt::StreamOptions& opts) {
+      return wenet_rt::make_offline_stream(batcher, opts);
+    };
+    ws_setup = "WebSocket: whole utterances through the offline batcher (the model is not trained for streaming)";
+  }
   wenet_rt::server::Server server(o.server, backends);
   return server.run([&](int port) {
-    fmt::print(stderr, "wenet-rt serve: listening on http://{}:{}/ (WebSocket ws://{}:{}/) [{}] [{}] [{}]\n",
-               o.server.address, port, o.server.address, port, o.offline.describe(), o.batcher.describe(),
+    fmt::print(stderr, "wenet-rt serve: listening on http://{}:{}/ (WebSocket ws://{}:{}/) [{}] [{}] [HTTP: {}] [{}]\n",
+               o.server.address, port, o.server.address, port, ws_setup, o.offline.describe(), o.batcher.describe(),
                o.server.describe());
   });
 }
@@ -283,6 +317,15 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp16", "fp32"}))->capture_default_str();
   serve->add_option("--threads", serve_opts.offline.threads, "engine CPU threads (0 = all cores)")->capture_default_str();
   serve->add_option("--io-threads", sc.threads, "I/O threads")->capture_default_str();
+  serve->add_option("--chunk-size", serve_opts.streaming.chunk_size, "WebSocket streaming: encoder frames per chunk (16 = 640 ms)")
+      ->capture_default_str();
+  serve->add_option("--left-chunks", serve_opts.streaming.num_left_chunks, "WebSocket streaming: chunks of attention history (-1 = all)")
+      ->capture_default_str();
+  serve->add_option("--max-streams", serve_opts.streaming.max_streams,
+                    "WebSocket streaming: streams open at once (0 = the engine's default for the device); beyond: failed 'server busy'")
+      ->capture_default_str();
+  serve->add_flag("--no-streaming", serve_opts.no_streaming,
+                  "WebSocket: recognize each stream as one utterance through the offline batcher even for a streaming model");
   serve->add_option("--max-connections", sc.max_connections, "open connections at most; beyond: 503")->capture_default_str();
   serve->add_option("--max-message-bytes", sc.max_message_bytes, "one WebSocket message at most")->capture_default_str();
   serve->add_option("--max-request-bytes", sc.max_request_bytes, "one HTTP request body at most")->capture_default_str();

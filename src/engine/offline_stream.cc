@@ -93,20 +93,22 @@ class OfflineStream : public Stream, public std::enable_shared_from_this<Offline
     if (sample_rate != batcher_.sample_rate())
       fail("expected audio at the model's {} Hz, got {} Hz", batcher_.sample_rate(), sample_rate);
   }
-  // done() is true before the callback sees the last result.
+  // The one (last) result; done() becomes true once its callback returned (as the engine's streams).
   void deliver(StreamResult r, const std::string& error) {
+    r.last = true;
     std::function<void(const StreamResult&)> callback;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
       error_ = error;
-      if (error.empty()) {
-        if (callback_) callback = callback_;
-        else results_.push_back(r);
-      }
+      if (error.empty()) callback = callback_;
+    }
+    if (callback) callback(r);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error.empty() && !callback) results_.push_back(std::move(r));
+      done_ = true;
     }
     cv_.notify_all();
-    if (callback) callback(r);
   }
 
   RequestBatcher& batcher_;

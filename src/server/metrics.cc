@@ -36,16 +36,21 @@ void metric(std::string& out, const char* type, const std::string& name, const s
 }
 }  // namespace
 
-std::string Metrics::render(int64_t stream_engine_active, uint64_t encoder_calls, uint64_t chunks, int max_batch_seen,
-                            double streamed_audio_seconds, bool draining) const {
+std::string Metrics::render(const StreamingStats* engine, int sample_rate, bool draining) const {
+  const StreamingStats e = engine ? *engine : StreamingStats{};
+  const double streamed_audio_seconds =
+      engine ? e.audio_seconds : double(audio_bytes_streamed.load()) / 2.0 / double(sample_rate > 0 ? sample_rate : 16000);
   std::string out;
   metric(out, "gauge", "wenet_rt_connections", "Open TCP connections (HTTP and WebSocket).", double(connections.load()));
   metric(out, "gauge", "wenet_rt_active_streams", "WebSocket recognition streams in progress.", double(active_streams.load()));
-  metric(out, "gauge", "wenet_rt_engine_streams", "Streams open in the streaming engine.", double(stream_engine_active));
+  metric(out, "gauge", "wenet_rt_engine_streams", "Streams open in the streaming engine (slots in use).",
+         double(e.active_streams));
   metric(out, "gauge", "wenet_rt_draining", "1 while the server shuts down.", draining ? 1 : 0);
   metric(out, "counter", "wenet_rt_connections_refused_total", "Connections refused at the connection limit.",
          double(connections_refused.load()));
   metric(out, "counter", "wenet_rt_streams_total", "WebSocket recognition streams started.", double(streams_total.load()));
+  metric(out, "counter", "wenet_rt_streams_refused_total", "Start signals answered 'server busy' (engine full).",
+         double(streams_refused.load()));
   metric(out, "counter", "wenet_rt_http_requests_total", "HTTP requests.", double(http_requests.load()));
   metric(out, "counter", "wenet_rt_transcriptions_total", "HTTP transcriptions answered.", double(transcriptions.load()));
   metric(out, "counter", "wenet_rt_errors_total", "Failed messages and HTTP error answers.", double(errors.load()));
@@ -54,9 +59,16 @@ std::string Metrics::render(int64_t stream_engine_active, uint64_t encoder_calls
   out += "# HELP wenet_rt_audio_seconds_total Seconds of audio processed.\n# TYPE wenet_rt_audio_seconds_total counter\n";
   out += fmt::format("wenet_rt_audio_seconds_total{{path=\"websocket\"}} {:g}\n", streamed_audio_seconds);
   out += fmt::format("wenet_rt_audio_seconds_total{{path=\"http\"}} {:g}\n", http_audio_seconds());
-  metric(out, "counter", "wenet_rt_stream_chunks_total", "Streaming chunks encoded.", double(chunks));
-  metric(out, "counter", "wenet_rt_stream_encoder_calls_total", "Batched streaming encoder calls.", double(encoder_calls));
-  metric(out, "gauge", "wenet_rt_stream_max_batch", "Largest streaming encoder batch so far.", double(max_batch_seen));
+  metric(out, "counter", "wenet_rt_engine_streams_opened_total", "Streams opened in the streaming engine.",
+         double(e.streams_opened));
+  metric(out, "counter", "wenet_rt_engine_finals_total", "Final results of the streaming engine.", double(e.finals));
+  metric(out, "counter", "wenet_rt_stream_chunks_total", "Streaming chunks encoded.", double(e.chunks));
+  metric(out, "counter", "wenet_rt_stream_encoder_calls_total", "Batched streaming encoder calls.", double(e.encoder_calls));
+  metric(out, "gauge", "wenet_rt_stream_mean_batch", "Chunks per streaming encoder call, mean so far.",
+         e.encoder_calls ? double(e.chunks) / double(e.encoder_calls) : 0.0);
+  metric(out, "gauge", "wenet_rt_stream_max_batch", "Largest streaming encoder batch so far.", double(e.max_batch_seen));
+  metric(out, "counter", "wenet_rt_stream_encoder_seconds_total", "Time in streaming encoder calls (device time; wall on cpu).",
+         e.encoder_ms / 1e3);
   chunk_latency_ms.render(out, "wenet_rt_chunk_latency_ms", "Audio received to the result covering it (ms).");
   request_latency_ms.render(out, "wenet_rt_request_latency_ms", "HTTP transcription request latency (ms).");
   offline_batch_size.render(out, "wenet_rt_offline_batch_size", "Requests per batched offline engine run.");

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "wenet_rt/streaming.h"
+
 namespace wenet_rt::server {
 
 class Histogram {
@@ -31,6 +33,7 @@ struct Metrics {
   std::atomic<int64_t> active_streams{0};     // WebSocket streams between start and speech_end
   std::atomic<uint64_t> connections_refused{0};
   std::atomic<uint64_t> streams_total{0};
+  std::atomic<uint64_t> streams_refused{0};   // start signals answered "server busy"
   std::atomic<uint64_t> http_requests{0};     // all HTTP requests
   std::atomic<uint64_t> transcriptions{0};    // transcription requests answered with text
   std::atomic<uint64_t> errors{0};            // failed messages and HTTP 4xx/5xx answers
@@ -40,14 +43,14 @@ struct Metrics {
   void add_http_audio(double seconds) { http_audio_ms_ += uint64_t(seconds * 1e3); }
 
   // ms from a chunk's audio arriving to the result that covers it (partial or final)
-  Histogram chunk_latency_ms{{5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000}};
+  Histogram chunk_latency_ms{{5, 10, 25, 50, 100, 160, 250, 320, 500, 640, 1000, 2500, 5000}};
   // ms from an HTTP transcription request's body read to its answer
   Histogram request_latency_ms{{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000}};
   Histogram offline_batch_size{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
 
-  // Everything above plus the streaming engine's own counters (passed in).
-  std::string render(int64_t stream_engine_active, uint64_t encoder_calls, uint64_t chunks, int max_batch_seen,
-                     double streamed_audio_seconds, bool draining) const;
+  // Everything above plus the streaming engine's own counters (null: streams go through the offline
+  // batcher, their audio counted from the bytes received at `sample_rate`).
+  std::string render(const StreamingStats* engine, int sample_rate, bool draining) const;
 
  private:
   std::atomic<uint64_t> http_audio_ms_{0};

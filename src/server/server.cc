@@ -244,9 +244,9 @@ void Server::Impl::check_drained(std::shared_ptr<asio::steady_timer> timer, Cloc
 }
 
 std::string Server::Impl::render_metrics() const {
-  StreamingStats s;
-  if (backends.streaming_stats) s = backends.streaming_stats();
-  return metrics.render(s.active_streams, s.encoder_calls, s.chunks, s.max_batch_seen, s.audio_seconds, draining);
+  if (!backends.streaming_stats) return metrics.render(nullptr, backends.sample_rate, draining);
+  const StreamingStats s = backends.streaming_stats();
+  return metrics.render(&s, backends.sample_rate, draining);
 }
 
 Server::Server(const ServerConfig& config, ServerBackends backends)

@@ -43,7 +43,11 @@ struct ServerBackends {
   RequestBatcher* batcher = nullptr;  // HTTP transcriptions
   // WebSocket streams; throws wenet_rt::Error (sent to the client as `failed`) e.g. when full.
   std::function<std::shared_ptr<Stream>(const StreamOptions&)> create_stream;
-  std::function<StreamingStats()> streaming_stats;  // for /metrics; may be empty
+  std::function<StreamingStats()> streaming_stats;  // for /metrics and the busy check; may be empty
+  // Streams the engine holds at most (0: no limit known). A start signal beyond it is answered
+  // `failed` with "server busy: ..." (the client may try again later), as is a create_stream() that
+  // throws while the engine is full.
+  int max_streams = 0;
   int sample_rate = 16000;
   std::string model;                  // a line for /healthz
 };

@@ -112,9 +112,11 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
       if (state_ != State::kWaitStart) return fail("wrong signal order: a second start signal in one connection");
       if (!server_->backends.create_stream) return fail("streaming recognition is not available on this server");
       if (server_->draining) return fail("the server is shutting down");
+      if (engine_full()) return refuse();
       try {
         stream_ = server_->backends.create_stream(start->options);
       } catch (const std::exception& e) {
+        if (engine_full()) return refuse();
         return fail(fmt::format("cannot start a stream: {}", e.what()));
       }
       options_ = start->options;
@@ -141,6 +143,16 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
       return fail(e.what());
     }
     watch_done();
+  }
+
+  bool engine_full() const {
+    const ServerBackends& b = server_->backends;
+    return b.max_streams > 0 && b.streaming_stats && b.streaming_stats().active_streams >= b.max_streams;
+  }
+  void refuse() {
+    ++server_->metrics.streams_refused;
+    fail(fmt::format("server busy: all {} streams are in use; try again later", server_->backends.max_streams),
+         /*count_error=*/false);
   }
 
   void on_binary() {
@@ -175,8 +187,9 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
     send(result_message(r, options_.nbest), /*partial=*/!r.is_final);
     if (r.is_final) {
       ++server_->metrics.final_results;
-      // Without continuous decoding the first final result ends the stream (as WeNet's runtime).
-      if (!options_.continuous_decoding || stream_->done()) finish();
+      // The stream's last result (end of input, or without continuous decoding the first endpoint,
+      // as WeNet's runtime) is followed by speech_end.
+      if (r.last || !options_.continuous_decoding) finish();
     } else {
       ++server_->metrics.partial_results;
     }
@@ -193,16 +206,14 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
     if (last) server_->metrics.chunk_latency_ms.observe(std::chrono::duration<double, std::milli>(Clock::now() - *last).count());
   }
 
-  // After `end` (and for engine errors): the last final result may be the callback's or, when the
-  // engine reports done() first, one tick later.
+  // After `end`: speech_end follows the last result (on_result); this only watches for the engine
+  // giving up on the stream (an error ends it without a last result).
   void watch_done() {
-    done_timer_.expires_after(std::chrono::milliseconds(20));
+    done_timer_.expires_after(std::chrono::milliseconds(100));
     done_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->state_ == State::kClosed || !self->stream_) return;
-      if (!self->stream_->error().empty()) return self->fail(fmt::format("recognition failed: {}", self->stream_->error()));
-      if (self->stream_->done()) {
-        if (self->done_ticks_++ >= 2) return self->finish();
-      }
+      if (const std::string error = self->stream_->error(); !error.empty())
+        return self->fail(fmt::format("recognition failed: {}", error));
       self->watch_done();
     });
   }
@@ -218,9 +229,9 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
     if (!writing_) do_close();
   }
 
-  void fail(const std::string& why) {
+  void fail(const std::string& why, bool count_error = true) {
     if (state_ == State::kClosed) return;
-    ++server_->metrics.errors;
+    if (count_error) ++server_->metrics.errors;
     send(failed_message(why));
     abandon_stream();
     state_ = State::kClosed;
@@ -319,7 +330,6 @@ class WsSession : public SessionBase, public std::enable_shared_from_this<WsSess
   StreamOptions options_;
   bool accepted_ = false, counted_ = false, reading_ = false, read_paused_ = false, writing_ = false, close_after_write_ = false,
        closing_ = false;
-  int done_ticks_ = 0;
   uint64_t samples_ = 0;
   std::vector<int16_t> pcm_;
   std::deque<std::pair<uint64_t, Clock::time_point>> arrivals_;  // (samples so far, when they came)
