@@ -2,7 +2,10 @@
 """`wenet-rt serve` as a process, driven by real clients (ctest: ServerClients).
 
   the `openai` package  POST /v1/audio/transcriptions: json, text, verbose_json, a bad upload
-  `websockets`          WeNet's protocol as WeNet's own python client speaks it (0.5 s chunks)
+  `websockets`          WeNet's protocol as WeNet's own python client speaks it (0.5 s chunks), on the
+                        streaming engine (the demo is a U2++ model): partial results, then the final
+  loadtest              WebSocket clients at real-time pace and HTTP ones: every text equals
+                        `wenet-rt transcribe --streaming` (resp. `transcribe`) of the same file
   headless Chromium     the page at / with a fake microphone playing a WAV: the final text shows
   SIGTERM               a stream in flight still gets its final result; the process exits 0
 
@@ -76,7 +79,7 @@ def wenet_stream(port, pcm, on_half=None):
 
 def test_openai(port):
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-needed")
-    for key in ["test000001", "test000004"]:
+    for key in ["test000001", "test000005"]:
         with open(f"{EXAMPLES}/{key}.wav", "rb") as f:
             r = client.audio.transcriptions.create(model="whisper-1", file=f, language="en", prompt="ignored")
         assert r.text == EXPECTED[key], (r.text, EXPECTED[key])
@@ -106,6 +109,7 @@ def test_raw_and_websocket(port):
     text, types = wenet_stream(port, wav_pcm(f"{EXAMPLES}/test000001.wav"))
     assert text == EXPECTED["test000001"], text
     assert types[-2:] == ["final_result", "speech_end"], types
+    assert "partial_result" in types, types  # the streaming engine's partials
     print("/v1/transcribe and WeNet protocol: ok")
 
 
@@ -123,7 +127,7 @@ def test_browser(port):
     if not chromium:
         print("browser: SKIPPED (no chromium; apt-get install chromium)")
         return
-    key = "test000004"
+    key = "test000005"
     tmp = tempfile.mkdtemp(prefix="wenet-rt-browser-")
     # The fake microphone loops its file: speech, then enough silence to stop in.
     audio = os.path.join(tmp, "mic.wav")
@@ -173,16 +177,21 @@ def test_loadtest(port):
         with open(scp, "w") as f:
             for key in sorted(EXPECTED):
                 f.write(f"{key} {os.path.abspath(EXAMPLES)}/{key}.wav\n")
-        with open(expect, "w") as f:
-            for key in sorted(EXPECTED):
-                f.write(f"{key} {EXPECTED[key]}\n")
-        for args in (["--streams", "5", "--pace", "4"], ["--http", "3", "--duration", "2"]):
+        # The reference: what `transcribe --streaming` (continuous decoding, as loadtest's default) gives.
+        out = subprocess.run([BIN, "transcribe", MODEL, "--streaming", "--wav-scp", scp, "--output", expect],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        reference = dict(line.rstrip("\n").split(" ", 1) for line in open(expect) if line.strip())
+        assert reference == EXPECTED, reference
+        for args in (["--streams", "5"], ["--http", "3", "--duration", "2"]):
             report = os.path.join(tmp, "report.json")
             out = subprocess.run([BIN, "loadtest", f"ws://127.0.0.1:{port}", "--wav-scp", scp, "--expect", expect,
                                   "--json", report, *args], capture_output=True, text=True, timeout=120)
             assert out.returncode == 0, out.stdout + out.stderr
             r = json.load(open(report))
             assert r["errors"] == 0 and r["mismatches"] == 0 and r["completed"] >= 3, r
+            if "--streams" in args:
+                assert r["completed"] == 5 and r["partial"]["count"] >= 5, r
         print("loadtest (websocket and http, every text checked): ok")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,6 +220,9 @@ def main():
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert re.search(r"^wenet_rt_transcriptions_total [1-9]", metrics, re.M), metrics
         assert re.search(r'^wenet_rt_audio_seconds_total\{path="http"\} [1-9]', metrics, re.M), metrics
+        assert re.search(r'^wenet_rt_audio_seconds_total\{path="websocket"\} [1-9]', metrics, re.M), metrics
+        assert re.search(r"^wenet_rt_stream_chunks_total [1-9]", metrics, re.M), metrics
+        assert re.search(r"^wenet_rt_engine_streams 0$", metrics, re.M), metrics
         assert proc.poll() is None, "the server died"
     finally:
         proc.send_signal(signal.SIGTERM)
