@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(cmake g++ make pkg-config
       libyaml-cpp-dev nlohmann-json3-dev libzip-dev libfmt-dev libcli11-dev
-      libopenblas-dev libgtest-dev libgmock-dev libsndfile1-dev libsoxr-dev libkissfft-dev)
+      libopenblas-dev libgtest-dev libgmock-dev libsndfile1-dev libsoxr-dev libkissfft-dev libboost-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

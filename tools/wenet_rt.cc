@@ -15,8 +15,14 @@
 
 #include "core/error.h"
 #include "model/model_dir.h"
+#include "engine/offline_engine.h"
+#include "engine/offline_stream.h"
+#include "engine/request_batcher.h"
+#include "engine/streaming_engine.h"
+#include "server/server.h"
 #include "tools/bench.h"
 #include "frontend/audio.h"
+#include "tools/loadtest.h"
 #include "wenet_rt/recognizer.h"
 #include "wenet_rt/streaming.h"
 
@@ -179,6 +185,68 @@ int run_transcribe_streaming(const std::string& model_dir, const std::vector<std
   return write_results(results, output, format, seconds(t1, t2), seconds(t0, t1), cfg.describe());
 }
 
+struct ServeOptions {
+  std::string model_dir;
+  wenet_rt::RecognizerConfig offline;
+  wenet_rt::StreamingConfig streaming;
+  bool no_streaming = false;
+  wenet_rt::RequestBatcherConfig batcher;
+  wenet_rt::server::ServerConfig server;
+};
+
+bool trained_for_streaming(const wenet_rt::ModelDir& m) {
+  return m.config.encoder.use_dynamic_chunk || m.config.encoder.static_chunk_size > 0;
+}
+
+int run_serve(ServeOptions& o) {
+  o.batcher.validate();
+  o.server.validate();
+  wenet_rt::ModelDir model = wenet_rt::load_model_dir(o.model_dir);
+  // HTTP requests (and WebSocket streams of a model that cannot stream) share one batched engine.
+  wenet_rt::OfflineEngine engine(model, o.offline);
+  wenet_rt::RequestBatcher batcher(engine, o.batcher);
+  // WebSocket streams of a model trained for streaming share one streaming engine: the ready chunks
+  // of all connections go through the encoder together.
+  std::unique_ptr<wenet_rt::StreamingEngine> streaming;
+  if (trained_for_streaming(model) && !o.no_streaming) {
+    wenet_rt::StreamingConfig& s = o.streaming;
+    s.device = o.offline.device;
+    s.precision = o.offline.precision;
+    s.mode = o.offline.mode;
+    s.beam = o.offline.beam;
+    s.ctc_weight = o.offline.ctc_weight;
+    s.rescoring_weight = o.offline.rescoring_weight;
+    s.reverse_weight = o.offline.reverse_weight;
+    s.threads = o.offline.threads;
+    s.validate();
+    streaming = std::make_unique<wenet_rt::StreamingEngine>(std::move(model), s);
+  }
+  wenet_rt::server::ServerBackends backends;
+  backends.batcher = &batcher;
+  backends.sample_rate = engine.sample_rate();
+  backends.model = o.model_dir;
+  std::string ws_setup;
+  if (streaming) {
+    wenet_rt::StreamingEngine* se = streaming.get();
+    backends.create_stream = [se](const wenet_rt::StreamOptions& opts) { return se->create_stream(opts); };
+    backends.streaming_stats = [se] { return se->stats(); };
+    backends.max_streams = se->config().max_streams;
+    ws_setup = "WebSocket: " + se->config().describe();
+  } else {
+    // WeNet's runtime serves a full-context model over the same protocol: one final result per stream.
+    backends.create_stream = [&batcher](const wenet_rt::StreamOptions& opts) {
+      return wenet_rt::make_offline_stream(batcher, opts);
+    };
+    ws_setup = "WebSocket: whole utterances through the offline batcher (the model is not trained for streaming)";
+  }
+  wenet_rt::server::Server server(o.server, backends);
+  return server.run([&](int port) {
+    fmt::print(stderr, "wenet-rt serve: listening on http://{}:{}/ (WebSocket ws://{}:{}/) [{}] [{}] [HTTP: {}] [{}]\n",
+               o.server.address, port, o.server.address, port, ws_setup, o.offline.describe(), o.batcher.describe(),
+               o.server.describe());
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -237,6 +305,50 @@ int main(int argc, char** argv) {
                                             "with the PyTorch peers; or --e2e transcription speed");
   wenet_rt::add_bench_options(*bench, bench_opts);
 
+  ServeOptions serve_opts;
+  auto* serve = app.add_subcommand("serve", "Serve a model: WebSocket (WeNet's protocol), HTTP (OpenAI's transcription "
+                                            "API, /v1/transcribe), a browser page, /healthz, /metrics");
+  serve->add_option("model_dir", serve_opts.model_dir, "WeNet model directory")->required();
+  auto& sc = serve_opts.server;
+  serve->add_option("--host", sc.address, "address to listen on")->capture_default_str();
+  serve->add_option("--port", sc.port, "port (0: any free one)")->capture_default_str();
+  serve->add_option("--device", serve_opts.offline.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  serve->add_option("--precision", serve_opts.offline.precision, "fp16 | fp32 (cuda)")
+      ->check(CLI::IsMember({"fp16", "fp32"}))->capture_default_str();
+  serve->add_option("--threads", serve_opts.offline.threads, "engine CPU threads (0 = all cores)")->capture_default_str();
+  serve->add_option("--io-threads", sc.threads, "I/O threads")->capture_default_str();
+  serve->add_option("--chunk-size", serve_opts.streaming.chunk_size, "WebSocket streaming: encoder frames per chunk (16 = 640 ms)")
+      ->capture_default_str();
+  serve->add_option("--left-chunks", serve_opts.streaming.num_left_chunks, "WebSocket streaming: chunks of attention history (-1 = all)")
+      ->capture_default_str();
+  serve->add_option("--max-streams", serve_opts.streaming.max_streams,
+                    "WebSocket streaming: streams open at once (0 = the engine's default for the device); beyond: failed 'server busy'")
+      ->capture_default_str();
+  serve->add_flag("--no-streaming", serve_opts.no_streaming,
+                  "WebSocket: recognize each stream as one utterance through the offline batcher even for a streaming model");
+  serve->add_option("--max-connections", sc.max_connections, "open connections at most; beyond: 503")->capture_default_str();
+  serve->add_option("--max-message-bytes", sc.max_message_bytes, "one WebSocket message at most")->capture_default_str();
+  serve->add_option("--max-request-bytes", sc.max_request_bytes, "one HTTP request body at most")->capture_default_str();
+  serve->add_option("--max-request-seconds", serve_opts.batcher.max_audio_seconds, "audio per HTTP request at most (0: any)")
+      ->capture_default_str();
+  serve->add_option("--max-stream-seconds", sc.max_stream_seconds, "audio per WebSocket connection at most")->capture_default_str();
+  serve->add_option("--idle-timeout", sc.idle_timeout_s, "seconds a WebSocket client may stay silent mid-stream")
+      ->capture_default_str();
+  serve->add_option("--request-timeout", sc.request_timeout_s, "seconds an HTTP request may take to arrive")->capture_default_str();
+  serve->add_option("--write-timeout", sc.write_timeout_s, "seconds a client may take to read a message")->capture_default_str();
+  serve->add_option("--max-send-queue-bytes", sc.max_send_queue_bytes, "results queued for a slow reader at most")
+      ->capture_default_str();
+  serve->add_option("--drain-timeout", sc.drain_timeout_s, "seconds streams get to finish after SIGTERM")->capture_default_str();
+  serve->add_option("--batch-window-ms", serve_opts.batcher.window_ms, "HTTP: how long a request waits for others to batch with")
+      ->capture_default_str();
+  serve->add_option("--max-batch", serve_opts.batcher.max_batch, "HTTP: requests per engine run")->capture_default_str();
+  serve->add_option("--max-queue", serve_opts.batcher.max_queue, "HTTP: requests waiting at most; beyond: 503")->capture_default_str();
+
+  wenet_rt::LoadtestOptions load_opts;
+  auto* load = app.add_subcommand("loadtest", "Replay audio against a running server from many clients: latency, errors, "
+                                              "and every final text checked");
+  wenet_rt::add_loadtest_options(*load, load_opts);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) {
@@ -258,6 +370,8 @@ int main(int argc, char** argv) {
       return run_transcribe_streaming(model_dir, files, output, format, scfg, partial);
     }
     if (*bench) return wenet_rt::run_bench(bench_opts);
+    if (*serve) return run_serve(serve_opts);
+    if (*load) return wenet_rt::run_loadtest(load_opts);
   } catch (const std::exception& e) {
     fmt::print(stderr, "wenet-rt: error: {}\n", e.what());
     return 1;

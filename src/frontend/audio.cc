@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -116,11 +118,12 @@ AudioInfo probe_audio(const std::string& path) {
   return {static_cast<long long>(info.frames), info.samplerate};
 }
 
-Audio read_audio(const std::string& path, int target_rate) {
-  SF_INFO info{};
-  SndfilePtr file = open_audio(path, info);
+namespace {
+
+// Decodes every frame of an open file (first channel) and resamples; `name` names it in errors.
+Audio decode_open(SNDFILE* file, const SF_INFO& info, int target_rate, const std::string& path) {
   // Normalized floats: integer PCM becomes [-1, 1), float data is kept as stored.
-  sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
+  sf_command(file, SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
   Audio audio;
   audio.sample_rate = info.samplerate;
   // The header's frame count is only a claim (FLAC and Ogg state it up front, so a 2 KB file can
@@ -134,7 +137,7 @@ Audio read_audio(const std::string& path, int target_rate) {
     const size_t have = audio.samples.size();
     if (info.channels == 1) audio.samples.resize(have + kBlockFrames);
     float* out = info.channels == 1 ? audio.samples.data() + have : block.data();
-    const sf_count_t got = sf_readf_float(file.get(), out, kBlockFrames);
+    const sf_count_t got = sf_readf_float(file, out, kBlockFrames);
     if (info.channels == 1) audio.samples.resize(have + size_t(std::max<sf_count_t>(got, 0)));
     if (got <= 0) break;
     if (static_cast<long long>(have) + got > kMaxSamples) {
@@ -143,9 +146,9 @@ Audio read_audio(const std::string& path, int target_rate) {
     }
     for (sf_count_t i = 0; info.channels > 1 && i < got; ++i) audio.samples.push_back(block[i * info.channels]);
   }
-  if (sf_error(file.get()) != SF_ERR_NO_ERROR) {
+  if (sf_error(file) != SF_ERR_NO_ERROR) {
     fail("audio file '{}': decoding failed after {} samples (libsndfile: {})", path,
-         audio.samples.size(), sf_strerror(file.get()));
+         audio.samples.size(), sf_strerror(file));
   }
   if (static_cast<sf_count_t>(audio.samples.size()) < info.frames) {
     fail("audio file '{}': truncated: the header declares {} samples per channel, only {} decode",
@@ -157,6 +160,49 @@ Audio read_audio(const std::string& path, int target_rate) {
   } catch (const Error& e) {
     fail("audio file '{}': {}", path, e.what());
   }
+}
+
+// libsndfile's virtual I/O over bytes in memory.
+struct MemoryFile {
+  const std::string* bytes;
+  sf_count_t pos = 0;
+};
+sf_count_t mem_length(void* user) { return sf_count_t(static_cast<MemoryFile*>(user)->bytes->size()); }
+sf_count_t mem_seek(sf_count_t offset, int whence, void* user) {
+  auto* m = static_cast<MemoryFile*>(user);
+  const sf_count_t size = sf_count_t(m->bytes->size());
+  sf_count_t to = whence == SEEK_SET ? offset : whence == SEEK_CUR ? m->pos + offset : size + offset;
+  m->pos = std::clamp<sf_count_t>(to, 0, size);
+  return m->pos;
+}
+sf_count_t mem_read(void* ptr, sf_count_t count, void* user) {
+  auto* m = static_cast<MemoryFile*>(user);
+  const sf_count_t n = std::clamp<sf_count_t>(sf_count_t(m->bytes->size()) - m->pos, 0, count);
+  std::memcpy(ptr, m->bytes->data() + m->pos, size_t(n));
+  m->pos += n;
+  return n;
+}
+sf_count_t mem_write(const void*, sf_count_t, void*) { return 0; }
+sf_count_t mem_tell(void* user) { return static_cast<MemoryFile*>(user)->pos; }
+
+}  // namespace
+
+Audio read_audio(const std::string& path, int target_rate) {
+  SF_INFO info{};
+  SndfilePtr file = open_audio(path, info);
+  return decode_open(file.get(), info, target_rate, path);
+}
+
+Audio decode_audio(const std::string& bytes, int target_rate, const std::string& name) {
+  if (bytes.empty()) fail("audio file '{}': the file is empty (0 bytes)", name);
+  MemoryFile mem{&bytes};
+  SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
+  SF_INFO info{};
+  SndfilePtr file(sf_open_virtual(&io, SFM_READ, &info, &mem));
+  if (!file) fail("audio file '{}': cannot decode it as audio (libsndfile: {})", name, sf_strerror(nullptr));
+  check_plausible(name, info);
+  if (info.frames == 0) fail("audio file '{}': contains no samples", name);
+  return decode_open(file.get(), info, target_rate, name);
 }
 
 Audio audio_from_samples(std::vector<float> samples, int sample_rate, int target_rate) {

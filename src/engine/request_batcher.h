@@ -1,0 +1,110 @@
+// Many independent requests (HTTP uploads, one utterance each) joined into batched runs of one
+// OfflineEngine: a thread-safe front for a non-thread-safe engine.
+//
+//   RequestBatcher batcher(engine, {.window_ms = 5, .max_batch = 64, .max_queue = 256});
+//   batcher.submit(std::move(request), [](BatchOutcome out) { ... });   // any thread, never blocks
+//
+// One worker thread takes the first waiting request, waits up to window_ms for more (or until
+// max_batch are waiting), decodes the encoded ones (WAV / FLAC bytes) and runs them through the
+// engine together; each request's outcome goes to its callback on the worker thread (keep it short:
+// hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
+// without bound; shutdown() stops taking requests and drains (or drops) what is queued.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/offline_engine.h"
+
+namespace wenet_rt {
+
+struct RequestBatcherConfig {
+  int window_ms = 5;              // how long the first request waits for others to join its batch
+  int max_batch = 64;             // requests per engine run at most
+  int max_queue = 256;            // requests waiting (not counting the batch in flight); beyond: kOverloaded
+  double max_audio_seconds = 0;   // per request, after decoding; 0 = no limit
+  void validate() const;
+  std::string describe() const;
+};
+
+struct BatchRequest {
+  EngineInput input;      // path or samples ...
+  std::string encoded;    // ... or, when non-empty, a whole audio file in memory (WAV, FLAC, ...)
+};
+
+enum class BatchStatus { kOk, kBadAudio, kTooLong, kOverloaded, kShuttingDown, kEngineError };
+const char* batch_status_name(BatchStatus status);
+
+struct BatchOutcome {
+  BatchStatus status = BatchStatus::kOk;
+  RecognitionResult result;  // result.error holds the message when status != kOk
+  double queue_ms = 0;       // submit -> its batch started
+  double total_ms = 0;       // submit -> outcome
+  int batch_size = 0;        // requests in the run it joined
+};
+
+struct RequestBatcherStats {
+  uint64_t submitted = 0, completed = 0, rejected = 0, failed = 0, batches = 0;
+  int queued = 0, max_batch_seen = 0;
+  double audio_seconds = 0;
+};
+
+class RequestBatcher {
+ public:
+  using Callback = std::function<void(BatchOutcome)>;
+
+  // `engine` must outlive the batcher; only the batcher's worker uses it from now on.
+  RequestBatcher(OfflineEngine& engine, const RequestBatcherConfig& config);
+  ~RequestBatcher();  // shutdown() and join
+  RequestBatcher(const RequestBatcher&) = delete;
+  RequestBatcher& operator=(const RequestBatcher&) = delete;
+
+  // Never blocks on the engine. The callback runs exactly once: on the worker thread, or at once on
+  // the calling thread when the request is refused (kOverloaded, kShuttingDown).
+  void submit(BatchRequest request, Callback done);
+  std::future<BatchOutcome> submit(BatchRequest request);
+
+  // Stops taking requests (new ones get kShuttingDown). drain: the queued requests are still run;
+  // otherwise they get kShuttingDown at once. The batch in flight always finishes.
+  void shutdown(bool drain = true);
+  // Requests queued or in the batch in flight.
+  int pending() const;
+
+  // A hook for every engine run (batch size, engine wall ms), e.g. for metrics. Set before submitting.
+  void set_batch_observer(std::function<void(int, double)> observer);
+
+  RequestBatcherStats stats() const;
+  const RequestBatcherConfig& config() const { return config_; }
+  int sample_rate() const { return sample_rate_; }
+
+ private:
+  struct Pending {
+    BatchRequest request;
+    Callback done;
+    std::chrono::steady_clock::time_point submitted;
+  };
+  void work();
+  void run_batch(std::vector<Pending>& batch);
+
+  OfflineEngine& engine_;
+  const RequestBatcherConfig config_;
+  const int sample_rate_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stop_ = false;
+  int in_flight_ = 0;
+  RequestBatcherStats stats_;
+  std::function<void(int, double)> observer_;
+  std::thread worker_;
+};
+
+}  // namespace wenet_rt
