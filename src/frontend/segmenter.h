@@ -36,7 +36,7 @@ struct SegmentOptions {
   // silence_db below the recording's speech level (its 95th percentile frame power).
   double pause_seconds = 0.5;
   double silence_db = 35;
-  double keep_pause_seconds = 0.2;  // of a pause, kept at each side of a cut; the rest is left out
+  double keep_pause_seconds = 0.3;  // of a pause, kept at each side of a cut; the rest is left out
 
   // Throws wenet_rt::Error naming the bad option ("expected X, got Y"). Requires
   // min_seconds <= (1 - search_from) * max_seconds, so that the cut window is never empty.

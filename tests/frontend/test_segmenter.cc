@@ -128,8 +128,8 @@ TEST(SplitIntoUtterances, CutsEveryLongPauseKeepingSomeOfIt) {
     EXPECT_LT(segs[i].begin, segs[i].end);
     EXPECT_LE(segs[i].end - segs[i].begin, 30 * kRate);
   }
-  // Each cut keeps 0.2 s of its pause on both sides (to a 10 ms frame) and leaves out the rest.
-  const double keep = 0.2 * kRate, frame = 0.01 * kRate;
+  // Each cut keeps keep_pause_seconds of its pause on both sides (to a 10 ms frame) and leaves out the rest.
+  const double keep = SegmentOptions{}.keep_pause_seconds * kRate, frame = 0.01 * kRate;
   for (size_t i = 0; i < long_pauses.size(); ++i) {
     EXPECT_NEAR(double(segs[i].end), double(long_pauses[i].begin) + keep, 2 * frame) << "cut " << i;
     EXPECT_NEAR(double(segs[i + 1].begin), double(long_pauses[i].end) - keep, 2 * frame) << "cut " << i;
