@@ -18,7 +18,14 @@ Threads: a Recognizer may be shared by threads; its calls run one at a time (eac
 `threads` CPU threads, all cores by default), with the GIL released. For calls in parallel,
 make one Recognizer per thread, each with fewer threads.
 
-Streaming (StreamingRecognizer / Stream over include/wenet_rt/streaming.h) will be added here.
+Streaming (U2 / U2++ models; wenet_rt.streaming, over include/wenet_rt/streaming.h):
+
+    srec = wenet_rt.StreamingRecognizer("models/demo", device="cpu", chunk_size=16)
+    s = srec.stream(continuous_decoding=True)
+    s.accept_waveform(samples, 16000)      # as audio arrives; s.partial: the text so far
+    s.finish()
+    for r in s:                            # partial and final results until done
+        print(r.is_final, r.text, r.timestamps)
 """
 from __future__ import annotations
 
@@ -28,9 +35,13 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._core import Config, Error, Result, WordPiece
+from ._core import Config, Error, Result, WordPiece, read_audio
+from .streaming import (EndpointConfig, Sentence, Stream, StreamingConfig, StreamingRecognizer, StreamingStats,
+                        StreamResult)
 
-__all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "__version__"]
+__all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "__version__",
+           "StreamingRecognizer", "Stream", "StreamResult", "Sentence", "StreamingConfig", "EndpointConfig",
+           "StreamingStats", "read_audio"]
 __version__ = "0.1.0"
 
 HAS_CUDA: bool = _core.HAS_CUDA
