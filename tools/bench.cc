@@ -70,8 +70,9 @@ void accuracy(const std::vector<float>& got, const std::vector<float>& want, Sta
   s.r0 = rel.empty() ? 0 : rel[rel.size() / 2];
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs) {
-  if (device == "cpu") return make_cpu_backend();
+// cpu: FP32, or dynamic INT8 linear layers with int8; cuda: FP16 / FP32 as dtype.
+std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false) {
+  if (device == "cpu") return make_cpu_backend(CpuBackendOptions{0, int8});
 #ifdef WENET_RT_HAVE_CUDA
   CudaBackendOptions o;
   o.dtype = dtype;
@@ -210,7 +211,7 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("model_dir", o.model_dir, "WeNet model directory (default: the seed's full-size model, random weights)");
   app.add_option("--grid", o.grid, "BATCHxFRAMES points, comma-separated")->capture_default_str();
   app.add_option("--device", o.device, "cuda | cpu")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  app.add_option("--precision", o.precision, "fp16 | fp32")->check(CLI::IsMember({"fp16", "fp32"}))->capture_default_str();
+  app.add_option("--precision", o.precision, "fp16 | fp32 (cuda) | int8 (cpu: dynamic INT8 linear layers)")->check(CLI::IsMember({"fp16", "fp32", "int8"}))->capture_default_str();
   app.add_option("--runs", o.runs, "timed runs per point")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
   app.add_flag("--mixed-lengths", o.mixed_lengths, "lengths from T down to T/2 within a batch");
@@ -245,14 +246,15 @@ int run_bench(const BenchOptions& o) {
   ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
                                        : load_model_dir(o.model_dir);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
-  auto backend = make_backend(o.device, dt, o.cuda_graphs);
+  const bool int8 = o.device == "cpu" && o.precision == "int8";
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8);
   AsrModel asr(model, *backend);
   // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
   // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.
   std::unique_ptr<Backend> ref_backend;
   std::unique_ptr<AsrModel> ref;
-  if (o.device == "cuda" && dt == DType::kF16) {
-    ref_backend = make_backend("cuda", DType::kF32, false);
+  if ((o.device == "cuda" && dt == DType::kF16) || int8) {
+    ref_backend = make_backend(o.device, DType::kF32, false);
     ref = std::make_unique<AsrModel>(model, *ref_backend);
   }
 

@@ -129,7 +129,7 @@ int run_transcribe_streaming(const std::string& model_dir, const std::vector<std
   const auto t1 = std::chrono::steady_clock::now();
   std::vector<wenet_rt::RecognitionResult> results(files.size());
   std::mutex mu;  // results are written by the engine's callbacks
-  const size_t max_open = size_t(cfg.max_streams > 0 ? cfg.max_streams : 64);
+  const size_t max_open = size_t(rec.config().max_streams);
   std::vector<std::shared_ptr<wenet_rt::Stream>> streams(files.size());
   size_t open = 0;
   // Streams that are done give their slot back.
@@ -215,8 +215,8 @@ int main(int argc, char** argv) {
                  "recordings longer than this are split at pauses and their results joined")
       ->capture_default_str();
   tr->add_option("--device", cfg.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  tr->add_option("--precision", cfg.precision, "fp16 | fp32 (cuda)")
-      ->check(CLI::IsMember({"fp16", "fp32"}))
+  tr->add_option("--precision", cfg.precision, "fp16 | fp32 (cuda) | int8 (cpu: dynamic INT8 linear layers)")
+      ->check(CLI::IsMember({"fp16", "fp32", "int8"}))
       ->capture_default_str();
   tr->add_option("--threads", cfg.threads, "CPU threads (0 = all cores)")->capture_default_str();
   bool streaming = false, partial = false;

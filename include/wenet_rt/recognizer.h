@@ -24,12 +24,16 @@ namespace wenet_rt {
 
 enum class DecodeMode { kCtcGreedy, kCtcPrefixBeam, kAttentionRescoring };
 
-DecodeMode parse_decode_mode(const std::string& name);  // ctc_greedy | ctc_prefix_beam | attention_rescoring
+DecodeMode parse_decode_mode(const std::string& name);
+// Throws wenet_rt::Error unless `precision` is one the device supports (see RecognizerConfig).
+void check_precision(const std::string& device, const std::string& precision);  // ctc_greedy | ctc_prefix_beam | attention_rescoring
 const char* decode_mode_name(DecodeMode mode);
 
 struct RecognizerConfig {
   std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp16";  // fp16 | fp32 (cuda; the cpu backend is always fp32)
+  // cuda: fp16 | fp32; cpu: fp32 (fp16 means fp32 there) or int8 (linear layers with per-channel
+  // int8 weights and activations quantized per row at run time, as ONNX Runtime's quantize_dynamic)
+  std::string precision = "fp16";
   DecodeMode mode = DecodeMode::kAttentionRescoring;
   int beam = 10;                   // CTC prefix beam, and the N-best that rescoring scores
   // Rescoring: final = rescoring_weight * decoder score + ctc_weight * CTC prefix score, the

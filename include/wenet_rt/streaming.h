@@ -51,7 +51,7 @@ struct EndpointConfig {
 
 struct StreamingConfig {
   std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp16";  // fp16 | fp32 on cuda; cpu: fp32
+  std::string precision = "fp16";  // as RecognizerConfig: fp16 | fp32 on cuda; cpu: fp32 or int8
   // kCtcPrefixBeam or kAttentionRescoring (at endpoints); kCtcGreedy is the prefix search with beam 1.
   DecodeMode mode = DecodeMode::kAttentionRescoring;
   int beam = 10;
@@ -148,6 +148,7 @@ class StreamingRecognizer {
 
   int sample_rate() const;
   std::string describe() const;  // model + configuration
+  const StreamingConfig& config() const;  // as given, with the device's defaults filled in (max_streams, ...)
   StreamingStats stats() const;
 
   struct Impl;

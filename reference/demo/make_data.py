@@ -172,6 +172,9 @@ def main():
                     help="presentable test utterances (example candidates) at the start of test")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
+    ap.add_argument("--test-only", action="store_true",
+                    help="render only the held-out test set (the same as a full run's with the same --train, "
+                         "--test and --seed): for evaluating a model on a machine without the training data")
     args = ap.parse_args()
     t_start = time.time()
     os.makedirs(args.out, exist_ok=True)
@@ -189,7 +192,8 @@ def main():
 
     jobs = [("test", i, s, args.seed, out_dir, i < args.examples, variants)
             for i, s in enumerate(test_txt)]
-    jobs += [("train", i, s, args.seed, out_dir, False, variants) for i, s in enumerate(train_txt)]
+    if not args.test_only:
+        jobs += [("train", i, s, args.seed, out_dir, False, variants) for i, s in enumerate(train_txt)]
     results = {"train": [], "test": []}
     t_synth = time.time()
     with multiprocessing.Pool(args.jobs) as pool:

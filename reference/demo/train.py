@@ -46,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # reference/, for wenet_ref
 sys.path.insert(0, HERE)
 from fbank import KaldiFbank  # noqa: E402
+from wer import edit_distance  # noqa: E402
 from wenet_ref import from_config  # noqa: E402
 from wenet_ref.layers import (ConvolutionModule, MultiHeadedAttention,  # noqa: E402
                               PositionwiseFeedForward)
@@ -308,15 +309,6 @@ def spec_augment(feats, lens, gen, max_t=50, max_f=10, num_t=2, num_f=2):
 
 # ---------------------------------------------------------------------------------------------
 # evaluation
-
-def edit_distance(ref, hyp):
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)]
-
 
 def _beam_job(job):
     """Worker: CTC prefix beam search of one utterance's (n, V) float32 log-probs."""

@@ -22,5 +22,6 @@ std::string StreamingRecognizer::describe() const {
   return wenet_rt::describe(impl_->engine.model()) + "\n" + impl_->engine.config().describe();
 }
 StreamingStats StreamingRecognizer::stats() const { return impl_->engine.stats(); }
+const StreamingConfig& StreamingRecognizer::config() const { return impl_->engine.config(); }
 
 }  // namespace wenet_rt

@@ -20,7 +20,7 @@ std::unique_ptr<Backend> make_engine_backend(const std::string& device, const st
     fail("device cuda: this build of wenet-rt has no CUDA backend");
 #endif
   }
-  return make_cpu_backend(threads);
+  return make_cpu_backend(CpuBackendOptions{threads, precision == "int8"});
 }
 
 FbankOptions fbank_options(const ModelConfig& config) {

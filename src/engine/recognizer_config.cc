@@ -21,9 +21,16 @@ const char* decode_mode_name(DecodeMode mode) {
   return "?";
 }
 
+void check_precision(const std::string& device, const std::string& precision) {
+  WENET_CHECK(precision == "fp16" || precision == "fp32" || precision == "int8",
+              "precision: expected fp16, fp32 or int8, got '{}'", precision);
+  WENET_CHECK(precision != "int8" || device == "cpu",
+              "precision int8: dynamic INT8 runs on the cpu device only (cuda: fp16 or fp32)");
+}
+
 void RecognizerConfig::validate() const {
   WENET_CHECK(device == "cpu" || device == "cuda", "device: expected cpu or cuda, got '{}'", device);
-  WENET_CHECK(precision == "fp16" || precision == "fp32", "precision: expected fp16 or fp32, got '{}'", precision);
+  check_precision(device, precision);
   WENET_CHECK(beam >= 1 && beam <= 1000, "beam: expected 1..1000, got {}", beam);
   WENET_CHECK(batch_size >= 1 && batch_size <= 4096, "batch_size: expected 1..4096, got {}", batch_size);
   WENET_CHECK(batch_frames == 0 || (batch_frames >= 100 && batch_frames <= 10000000),
@@ -37,7 +44,7 @@ void RecognizerConfig::validate() const {
 std::string RecognizerConfig::describe() const {
   return fmt::format("device {}{}, mode {}, beam {}, ctc_weight {}, rescoring_weight {}, reverse_weight {}, "
                      "batch {} / {} frames",
-                     device, device == "cuda" ? " " + precision : "", decode_mode_name(mode), beam, ctc_weight,
+                     device, device == "cuda" || precision == "int8" ? " " + precision : "", decode_mode_name(mode), beam, ctc_weight,
                      rescoring_weight, reverse_weight < 0 ? std::string("(model)") : fmt::format("{}", reverse_weight),
                      batch_size, batch_frames == 0 ? std::string("(device)") : std::to_string(batch_frames));
 }

@@ -23,7 +23,7 @@ const std::string& StreamResult::text() const {
 
 void StreamingConfig::validate() const {
   WENET_CHECK(device == "cpu" || device == "cuda", "device: expected cpu or cuda, got '{}'", device);
-  WENET_CHECK(precision == "fp16" || precision == "fp32", "precision: expected fp16 or fp32, got '{}'", precision);
+  check_precision(device, precision);
   WENET_CHECK(beam >= 1 && beam <= 1000, "beam: expected 1..1000, got {}", beam);
   WENET_CHECK(reverse_weight <= 1.f, "reverse_weight: expected <= 1, got {}", reverse_weight);
   WENET_CHECK(chunk_size >= 1 && chunk_size <= 1024, "chunk_size: expected 1..1024 encoder frames, got {}", chunk_size);
@@ -45,7 +45,7 @@ std::string StreamingConfig::describe() const {
   return fmt::format(
       "streaming: device {}{}, mode {}, beam {}, chunk {} frames, left chunks {}, endpoints {}, max {} streams "
       "(batch {})",
-      device, device == "cuda" ? " " + precision : "", decode_mode_name(mode), beam, chunk_size,
+      device, device == "cuda" || precision == "int8" ? " " + precision : "", decode_mode_name(mode), beam, chunk_size,
       num_left_chunks < 0 ? std::string("all") : std::to_string(num_left_chunks), endpoint.enabled ? "on" : "off",
       max_streams == 0 ? std::string("(device)") : std::to_string(max_streams),
       max_batch == 0 ? std::string("all") : std::to_string(max_batch));

@@ -2,6 +2,8 @@
 // and a held-out subset (sentences never seen in training) stays within the model card's WER.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
+
 #include <algorithm>
 #include <iterator>
 #include <fstream>
@@ -42,16 +44,31 @@ TEST(DemoModel, ExamplesAreTranscribedExactly) {
   const std::string dir = kModel + "/examples";
   const auto refs = read_text(dir + "/text");
   ASSERT_EQ(refs.size(), 5u);
-  for (const char* mode : {"attention_rescoring", "ctc_prefix_beam"}) {
-    RecognizerConfig cfg;
-    cfg.mode = parse_decode_mode(mode);
-    Recognizer rec(kModel, cfg);
-    for (const auto& r : rec.recognize_files(wavs_of(dir, refs))) {
-      ASSERT_TRUE(r.error.empty()) << r.error;
-      std::istringstream s(r.text);
-      std::vector<std::string> words{std::istream_iterator<std::string>(s), {}};
-      EXPECT_EQ(words, refs.at(r.key)) << mode << " " << r.key << ": " << r.text;
+  // FP32 and dynamic INT8 (--precision int8), each decoding mode that reads the CTC N-best.
+  for (const char* precision : {"fp32", "int8"})
+    for (const char* mode : {"attention_rescoring", "ctc_prefix_beam"}) {
+      RecognizerConfig cfg;
+      cfg.mode = parse_decode_mode(mode);
+      cfg.precision = precision;
+      Recognizer rec(kModel, cfg);
+      for (const auto& r : rec.recognize_files(wavs_of(dir, refs))) {
+        ASSERT_TRUE(r.error.empty()) << r.error;
+        std::istringstream s(r.text);
+        std::vector<std::string> words{std::istream_iterator<std::string>(s), {}};
+        EXPECT_EQ(words, refs.at(r.key)) << precision << " " << mode << " " << r.key << ": " << r.text;
+      }
     }
+}
+
+TEST(DemoModel, Int8IsForTheCpuOnly) {
+  RecognizerConfig cfg;
+  cfg.device = "cuda";
+  cfg.precision = "int8";
+  try {
+    cfg.validate();
+    ADD_FAILURE() << "int8 on cuda accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu device only"), std::string::npos) << e.what();
   }
 }
 
