@@ -101,7 +101,7 @@ void bind_offline(nb::module_& m) {
   nb::class_<RecognizerConfig>(m, "Config", "RecognizerConfig: see include/wenet_rt/recognizer.h.")
       .def(nb::init<>())
       .def_rw("device", &RecognizerConfig::device, "cpu | cuda")
-      .def_rw("precision", &RecognizerConfig::precision, "fp16 | fp32 (cuda; cpu is fp32)")
+      .def_rw("precision", &RecognizerConfig::precision, "cuda: fp16 | fp32; cpu: fp32 or int8")
       .def_prop_rw(
           "mode", [](const RecognizerConfig& c) { return std::string(decode_mode_name(c.mode)); },
           [](RecognizerConfig& c, const std::string& name) { c.mode = parse_decode_mode(name); },
@@ -244,6 +244,7 @@ class PyStreamingRecognizer {
   }
   int sample_rate() const { return get().sample_rate(); }
   std::string describe() const { return get().describe(); }
+  StreamingConfig config() const { return get().config(); }
   StreamingStats stats() const { return get().stats(); }
   // Ends every stream (their results stop; they report an error) and frees the engine.
   void close() {
@@ -283,7 +284,7 @@ void bind_streaming(nb::module_& m) {
   nb::class_<StreamingConfig>(m, "StreamingConfig", "StreamingConfig: see include/wenet_rt/streaming.h.")
       .def(nb::init<>())
       .def_rw("device", &StreamingConfig::device, "cpu | cuda")
-      .def_rw("precision", &StreamingConfig::precision, "fp16 | fp32 (cuda; cpu is fp32)")
+      .def_rw("precision", &StreamingConfig::precision, "cuda: fp16 | fp32; cpu: fp32 or int8")
       .def_prop_rw(
           "mode", [](const StreamingConfig& c) { return std::string(decode_mode_name(c.mode)); },
           [](StreamingConfig& c, const std::string& name) { c.mode = parse_decode_mode(name); },
@@ -383,6 +384,7 @@ void bind_streaming(nb::module_& m) {
       .def("create_stream", &PyStreamingRecognizer::create_stream, "nbest"_a, "continuous_decoding"_a)
       .def_prop_ro("sample_rate", &PyStreamingRecognizer::sample_rate)
       .def("describe", &PyStreamingRecognizer::describe)
+      .def_prop_ro("config", &PyStreamingRecognizer::config, "as given, with the device's defaults filled in")
       .def("stats", &PyStreamingRecognizer::stats)
       .def("close", &PyStreamingRecognizer::close);
 

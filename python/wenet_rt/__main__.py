@@ -88,7 +88,7 @@ def transcribe_streaming(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     results = [{"key": k, "text": "", "tokens": [], "score": 0.0, "duration": 0.0, "word_pieces": []}
                for k, _ in files]
-    max_open = args.max_streams if args.max_streams > 0 else 64
+    max_open = rec.engine_config.max_streams
     open_streams = {}  # index -> Stream
 
     def take(i, s):
@@ -178,7 +178,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--batch-frames", type=int, default=0, help="0 = by device (cuda 48000, cpu 3000)")
     t.add_argument("--max-segment-seconds", type=float, default=30.0)
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    t.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    t.add_argument("--precision", choices=["fp16", "fp32", "int8"], default="fp16",
+                   help="fp16 | fp32 (cuda) | int8 (cpu: dynamic INT8 linear layers)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     t.add_argument("--streaming", action="store_true",
                    help="decode chunk by chunk as a streaming client would (U2 / U2++ models); each file is one "

@@ -31,6 +31,7 @@ __all__ = ["StreamingRecognizer", "Stream", "StreamResult", "Sentence", "Streami
            "StreamingStats"]
 
 _MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
+PRECISIONS = ("fp16", "fp32", "int8")
 _WAIT_SLICE_S = 0.1  # waits are cut into slices so that Ctrl-C (KeyboardInterrupt) gets through
 
 
@@ -235,8 +236,8 @@ class StreamingRecognizer:
             raise ValueError(f"model directory '{model_dir}' does not exist (or is not a directory)")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-        if precision not in ("fp16", "fp32"):
-            raise ValueError(f"precision: expected 'fp16' or 'fp32', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
         if mode not in _MODES:
             raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {mode!r}")
         cfg = StreamingConfig()
@@ -264,6 +265,10 @@ class StreamingRecognizer:
         self.config = cfg
         self._rec = _core.StreamingRecognizer(model_dir, cfg)
 
+    @property
+    def engine_config(self) -> StreamingConfig:
+        """The configuration in use: as given, with the device's defaults filled in (max_streams...)."""
+        return self._rec.config
     def stream(self, nbest: int = 1, continuous_decoding: bool = False) -> Stream:
         """A new stream. nbest: hypotheses in each result (1..beam); continuous_decoding: go on with a
         new utterance after each endpoint. Raises wenet_rt.Error when max_streams are open."""

@@ -366,7 +366,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--max-batch-size", type=int, default=64, help="rows Triton's dynamic batcher gathers per call")
     p.add_argument("--max-queue-delay-us", type=int, default=5000, help="how long a request may wait for others")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--precision", choices=["fp16", "fp32", "int8"], default="fp16",
+                   help="fp16 | fp32 (cuda) | int8 (cpu: dynamic INT8 linear layers)")
     p.add_argument("--mode", choices=MODES, default="attention_rescoring")
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="CPU threads per instance (default: cores / instances)")

@@ -199,3 +199,14 @@ def test_max_streams_and_close():
         list(s)
     with pytest.raises(wenet_rt.Error, match="closed"):
         rec.stream()
+
+
+def test_int8_streaming_matches_cli(cli_streaming_text):
+    # CPU dynamic INT8 (--precision int8): the demo examples come out as with FP32.
+    rec = wenet_rt.StreamingRecognizer(DEMO, precision="int8")
+    assert rec.engine_config.max_streams > 0 and rec.engine_config.precision == "int8"
+    for p in EXAMPLES[:2]:
+        samples, _ = wenet_rt.read_audio(str(p), 16000)
+        assert joined([r for r in stream_all(rec, samples) if r.is_final]) == cli_streaming_text[p.stem]
+    with pytest.raises(ValueError, match="precision"):
+        wenet_rt.StreamingRecognizer(DEMO, precision="int4")
