@@ -117,6 +117,11 @@ class Stream {
   virtual std::vector<StreamResult> poll() = 0;
   // The same, waiting up to timeout_s for at least one (or for done()).
   virtual std::vector<StreamResult> wait(double timeout_s) = 0;
+  // Waits up to timeout_s until the stream has caught up with its input: every complete chunk of
+  // the audio accepted so far decoded and its result delivered (after input_finished(): done()).
+  // Returns whether it has. For request / response servers: accept a piece, sync, answer with the
+  // latest partial. Results are not taken: poll() them.
+  virtual bool sync(double timeout_s) = 0;
   // Instead of poll()/wait(): results delivered to `callback` on an engine thread. Set it before the
   // first accept_waveform(). done() becomes true after the callback of the last result returned.
   virtual void set_callback(std::function<void(const StreamResult&)> callback) = 0;

@@ -10,8 +10,11 @@
 //  - One Recognizer may be called from several Python threads: calls are serialized by a mutex
 //    (the engine itself is one-run-at-a-time and already uses every thread it was given).
 //
-// Streaming (include/wenet_rt/streaming.h, when it lands): bind StreamingRecognizer / Stream in
-// bind_streaming() below, next to bind_offline(), and expose them from python/wenet_rt/__init__.py.
+// Streaming (include/wenet_rt/streaming.h): StreamingRecognizer / Stream in bind_streaming().
+//  - accept_waveform takes float32 or int16 1-D C-contiguous views, handed to the engine in place;
+//    the GIL is released while the engine computes their fbank frames, and in wait() / sync().
+//  - Results are taken with poll() / wait(); no Python callbacks (the engine's threads would have
+//    to take the GIL: a Python-side loop or thread is simpler and as fast).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -27,6 +30,7 @@
 #include "core/error.h"
 #include "frontend/audio.h"
 #include "wenet_rt/recognizer.h"
+#include "wenet_rt/streaming.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -35,6 +39,7 @@ namespace wenet_rt {
 namespace {
 
 using FloatArray = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using Int16Array = nb::ndarray<const int16_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 class PyRecognizer {
  public:
@@ -96,7 +101,7 @@ void bind_offline(nb::module_& m) {
   nb::class_<RecognizerConfig>(m, "Config", "RecognizerConfig: see include/wenet_rt/recognizer.h.")
       .def(nb::init<>())
       .def_rw("device", &RecognizerConfig::device, "cpu | cuda")
-      .def_rw("precision", &RecognizerConfig::precision, "fp16 | fp32 (cuda; cpu is fp32)")
+      .def_rw("precision", &RecognizerConfig::precision, "cuda: fp16 | fp32; cpu: fp32 or int8")
       .def_prop_rw(
           "mode", [](const RecognizerConfig& c) { return std::string(decode_mode_name(c.mode)); },
           [](RecognizerConfig& c, const std::string& name) { c.mode = parse_decode_mode(name); },
@@ -159,6 +164,250 @@ void bind_offline(nb::module_& m) {
       .def("describe", &PyRecognizer::describe);
 }
 
+
+// --- streaming ---------------------------------------------------------------------------------------
+
+std::vector<std::pair<int, int>> timestamps_of(const std::vector<WordPiece>& pieces) {
+  std::vector<std::pair<int, int>> t;
+  for (const WordPiece& p : pieces) t.emplace_back(p.start_ms, p.end_ms);
+  return t;
+}
+
+nb::list pieces_to_list(const std::vector<WordPiece>& word_pieces) {
+  nb::list pieces;
+  for (const WordPiece& p : word_pieces) {
+    nb::dict piece;
+    piece["word"] = p.word;
+    piece["start"] = p.start_ms;
+    piece["end"] = p.end_ms;
+    pieces.append(piece);
+  }
+  return pieces;
+}
+
+class PyStream {
+ public:
+  explicit PyStream(std::shared_ptr<Stream> s) : s_(std::move(s)) {}
+
+  void accept_f32(const FloatArray& a, int sample_rate) {
+    Stream& s = get();
+    nb::gil_scoped_release release;
+    s.accept_waveform(a.data(), a.shape(0), sample_rate);
+  }
+  void accept_i16(const Int16Array& a, int sample_rate) {
+    Stream& s = get();
+    nb::gil_scoped_release release;
+    s.accept_waveform(a.data(), a.shape(0), sample_rate);
+  }
+  void input_finished() { get().input_finished(); }
+  std::vector<StreamResult> poll() { return get().poll(); }
+  std::vector<StreamResult> wait(double timeout_s) {
+    Stream& s = get();
+    nb::gil_scoped_release release;
+    return s.wait(timeout_s);
+  }
+  bool sync(double timeout_s) {
+    Stream& s = get();
+    nb::gil_scoped_release release;
+    return s.sync(timeout_s);
+  }
+  std::string partial() const { return get().partial(); }
+  bool done() const { return get().done(); }
+  std::string error() const { return get().error(); }
+  bool closed() const { return !s_; }
+  // Drops the engine's stream: an unfinished one is abandoned (its slot freed, no more results).
+  void close() {
+    std::shared_ptr<Stream> s = std::move(s_);
+    nb::gil_scoped_release release;
+    s.reset();
+  }
+
+ private:
+  Stream& get() const {
+    if (!s_) throw Error("the stream is closed");
+    return *s_;
+  }
+  std::shared_ptr<Stream> s_;
+};
+
+class PyStreamingRecognizer {
+ public:
+  PyStreamingRecognizer(const std::string& model_dir, const StreamingConfig& config) {
+    nb::gil_scoped_release release;
+    rec_ = std::make_unique<StreamingRecognizer>(model_dir, config);
+  }
+  PyStream create_stream(int nbest, bool continuous_decoding) {
+    StreamOptions o;
+    o.nbest = nbest;
+    o.continuous_decoding = continuous_decoding;
+    return PyStream(get().create_stream(o));
+  }
+  int sample_rate() const { return get().sample_rate(); }
+  std::string describe() const { return get().describe(); }
+  StreamingConfig config() const { return get().config(); }
+  StreamingStats stats() const { return get().stats(); }
+  // Ends every stream (their results stop; they report an error) and frees the engine.
+  void close() {
+    std::unique_ptr<StreamingRecognizer> r = std::move(rec_);
+    nb::gil_scoped_release release;
+    r.reset();
+  }
+
+ private:
+  StreamingRecognizer& get() const {
+    if (!rec_) throw Error("the streaming recognizer is closed");
+    return *rec_;
+  }
+  std::unique_ptr<StreamingRecognizer> rec_;
+};
+
+void bind_streaming(nb::module_& m) {
+  nb::class_<EndpointRule>(m, "EndpointRule",
+                           "One of WeNet's endpoint rules: the utterance ends when it holds (0 = not checked).")
+      .def(nb::init<>())
+      .def_rw("must_decoded_something", &EndpointRule::must_decoded_something)
+      .def_rw("min_trailing_silence_ms", &EndpointRule::min_trailing_silence_ms)
+      .def_rw("min_utterance_length_ms", &EndpointRule::min_utterance_length_ms)
+      .def("__repr__", [](const EndpointRule& r) {
+        return nb::str("EndpointRule(must_decoded_something={}, min_trailing_silence_ms={}, min_utterance_length_ms={})")
+            .format(r.must_decoded_something, r.min_trailing_silence_ms, r.min_utterance_length_ms);
+      });
+
+  nb::class_<EndpointConfig>(m, "EndpointConfig", "WeNet's CTC endpoint rules (include/wenet_rt/streaming.h).")
+      .def(nb::init<>())
+      .def_rw("enabled", &EndpointConfig::enabled)
+      .def_rw("blank_threshold", &EndpointConfig::blank_threshold)
+      .def_rw("rule1", &EndpointConfig::rule1, "5 s of silence, even if nothing was decoded")
+      .def_rw("rule2", &EndpointConfig::rule2, "1 s of silence after something was decoded")
+      .def_rw("rule3", &EndpointConfig::rule3, "the utterance reached 20 s");
+
+  nb::class_<StreamingConfig>(m, "StreamingConfig", "StreamingConfig: see include/wenet_rt/streaming.h.")
+      .def(nb::init<>())
+      .def_rw("device", &StreamingConfig::device, "cpu | cuda")
+      .def_rw("precision", &StreamingConfig::precision, "cuda: fp16 | fp32; cpu: fp32 or int8")
+      .def_prop_rw(
+          "mode", [](const StreamingConfig& c) { return std::string(decode_mode_name(c.mode)); },
+          [](StreamingConfig& c, const std::string& name) { c.mode = parse_decode_mode(name); },
+          "ctc_greedy | ctc_prefix_beam | attention_rescoring")
+      .def_rw("beam", &StreamingConfig::beam)
+      .def_rw("ctc_weight", &StreamingConfig::ctc_weight)
+      .def_rw("rescoring_weight", &StreamingConfig::rescoring_weight)
+      .def_rw("reverse_weight", &StreamingConfig::reverse_weight)
+      .def_rw("chunk_size", &StreamingConfig::chunk_size, "encoder frames per chunk (16 = 640 ms at x4)")
+      .def_rw("num_left_chunks", &StreamingConfig::num_left_chunks, "chunks of attention history; -1 = all")
+      .def_rw("endpoint", &StreamingConfig::endpoint)
+      .def_rw("max_utterance_seconds", &StreamingConfig::max_utterance_seconds)
+      .def_rw("max_streams", &StreamingConfig::max_streams, "0 = by device")
+      .def_rw("max_batch", &StreamingConfig::max_batch, "0 = max_streams")
+      .def_rw("threads", &StreamingConfig::threads, "0 = all cores")
+      .def("validate", &StreamingConfig::validate, "Raises wenet_rt.Error naming a bad field.")
+      .def("describe", &StreamingConfig::describe)
+      .def("__repr__", [](const StreamingConfig& c) { return "StreamingConfig(" + c.describe() + ")"; });
+
+  nb::class_<Sentence>(m, "Sentence", "One hypothesis of a streaming result.")
+      .def_ro("text", &Sentence::text)
+      .def_ro("tokens", &Sentence::tokens, "token ids (units.txt)")
+      .def_ro("word_pieces", &Sentence::word_pieces, "final results only; ms from the start of the stream")
+      .def_ro("score", &Sentence::score)
+      .def_prop_ro("timestamps", [](const Sentence& s) { return timestamps_of(s.word_pieces); },
+                   "(start_ms, end_ms) per token (final results only)")
+      .def("__repr__", [](const Sentence& s) { return nb::str("Sentence({!r}, score={:.4f})").format(s.text, s.score); });
+
+  nb::class_<StreamResult>(m, "StreamResult", "A partial or final result of a stream.")
+      .def_ro("is_final", &StreamResult::is_final)
+      .def_ro("utterance", &StreamResult::utterance, "0, 1, ... within the stream (continuous decoding)")
+      .def_ro("nbest", &StreamResult::nbest, "best first; at most the stream's nbest")
+      .def_ro("start_ms", &StreamResult::start_ms, "the audio the utterance covers so far, ms from the stream's start")
+      .def_ro("end_ms", &StreamResult::end_ms)
+      .def_ro("last", &StreamResult::last, "the stream's last result")
+      .def_prop_ro("text", [](const StreamResult& r) { return r.text(); }, "the best hypothesis' text")
+      .def_prop_ro("tokens", [](const StreamResult& r) { return r.nbest.empty() ? std::vector<int>{} : r.nbest[0].tokens; })
+      .def_prop_ro("word_pieces",
+                   [](const StreamResult& r) { return r.nbest.empty() ? std::vector<WordPiece>{} : r.nbest[0].word_pieces; })
+      .def_prop_ro("timestamps",
+                   [](const StreamResult& r) {
+                     return r.nbest.empty() ? std::vector<std::pair<int, int>>{} : timestamps_of(r.nbest[0].word_pieces);
+                   },
+                   "(start_ms, end_ms) per token of the best hypothesis (final results only)")
+      .def_prop_ro("score", [](const StreamResult& r) { return r.nbest.empty() ? 0.0 : r.nbest[0].score; })
+      .def("to_dict",
+           [](const StreamResult& r) {
+             nb::dict d;
+             d["is_final"] = r.is_final;
+             d["utterance"] = r.utterance;
+             d["start_ms"] = r.start_ms;
+             d["end_ms"] = r.end_ms;
+             d["last"] = r.last;
+             nb::list nbest;
+             for (const Sentence& s : r.nbest) {
+               nb::dict h;
+               h["text"] = s.text;
+               h["tokens"] = nb::cast(s.tokens);
+               h["score"] = s.score;
+               h["word_pieces"] = pieces_to_list(s.word_pieces);
+               nbest.append(h);
+             }
+             d["nbest"] = nbest;
+             return d;
+           })
+      .def("__repr__", [](const StreamResult& r) {
+        return nb::str("StreamResult({}, utterance={}, text={!r}, {}-{} ms{})")
+            .format(r.is_final ? "final" : "partial", r.utterance, r.text(), r.start_ms, r.end_ms, r.last ? ", last" : "");
+      });
+
+  nb::class_<StreamingStats>(m, "StreamingStats", "Counters of a streaming recognizer.")
+      .def_ro("active_streams", &StreamingStats::active_streams)
+      .def_ro("streams_opened", &StreamingStats::streams_opened)
+      .def_ro("chunks", &StreamingStats::chunks)
+      .def_ro("encoder_calls", &StreamingStats::encoder_calls)
+      .def_ro("finals", &StreamingStats::finals)
+      .def_ro("audio_seconds", &StreamingStats::audio_seconds)
+      .def_ro("max_batch_seen", &StreamingStats::max_batch_seen)
+      .def_ro("encoder_ms", &StreamingStats::encoder_ms);
+
+  nb::class_<PyStream>(m, "Stream", "One stream of a StreamingRecognizer (see wenet_rt.Stream).")
+      .def("accept_waveform_f32", &PyStream::accept_f32, "samples"_a.noconvert(), "sample_rate"_a)
+      .def("accept_waveform_i16", &PyStream::accept_i16, "samples"_a.noconvert(), "sample_rate"_a)
+      .def("input_finished", &PyStream::input_finished)
+      .def("poll", &PyStream::poll)
+      .def("wait", &PyStream::wait, "timeout_s"_a)
+      .def("sync", &PyStream::sync, "timeout_s"_a)
+      .def_prop_ro("partial", &PyStream::partial)
+      .def_prop_ro("done", &PyStream::done)
+      .def_prop_ro("error", &PyStream::error)
+      .def_prop_ro("closed", &PyStream::closed)
+      .def("close", &PyStream::close);
+
+  nb::class_<PyStreamingRecognizer>(m, "StreamingRecognizer",
+                                    "The streaming engine over one model directory (see wenet_rt.StreamingRecognizer).")
+      .def(nb::init<const std::string&, const StreamingConfig&>(), "model_dir"_a, "config"_a)
+      .def("create_stream", &PyStreamingRecognizer::create_stream, "nbest"_a, "continuous_decoding"_a)
+      .def_prop_ro("sample_rate", &PyStreamingRecognizer::sample_rate)
+      .def("describe", &PyStreamingRecognizer::describe)
+      .def_prop_ro("config", &PyStreamingRecognizer::config, "as given, with the device's defaults filled in")
+      .def("stats", &PyStreamingRecognizer::stats)
+      .def("close", &PyStreamingRecognizer::close);
+
+  m.def(
+      "read_audio",
+      [](const std::string& path, int sample_rate) {
+        auto samples = std::make_unique<std::vector<float>>();
+        int rate = 0;
+        {
+          nb::gil_scoped_release release;
+          Audio a = read_audio(path, sample_rate);
+          *samples = std::move(a.samples);
+          rate = a.sample_rate;
+        }
+        std::vector<float>* v = samples.release();
+        nb::capsule owner(v, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+        return nb::make_tuple(nb::ndarray<nb::numpy, float, nb::ndim<1>>(v->data(), {v->size()}, owner), rate);
+      },
+      "path"_a, "sample_rate"_a = 0,
+      "An audio file (WAV, FLAC, ...) as (float32 samples in [-1, 1) of channel 0, rate), resampled to "
+      "sample_rate unless 0 (as the command line reads it).");
+}
+
 }  // namespace
 }  // namespace wenet_rt
 
@@ -173,4 +422,5 @@ NB_MODULE(_core, m) {
   m.attr("HAS_CUDA") = false;
 #endif
   wenet_rt::bind_offline(m);
+  wenet_rt::bind_streaming(m);
 }

@@ -18,7 +18,14 @@ Threads: a Recognizer may be shared by threads; its calls run one at a time (eac
 `threads` CPU threads, all cores by default), with the GIL released. For calls in parallel,
 make one Recognizer per thread, each with fewer threads.
 
-Streaming (StreamingRecognizer / Stream over include/wenet_rt/streaming.h) will be added here.
+Streaming (U2 / U2++ models; wenet_rt.streaming, over include/wenet_rt/streaming.h):
+
+    srec = wenet_rt.StreamingRecognizer("models/demo", device="cpu", chunk_size=16)
+    s = srec.stream(continuous_decoding=True)
+    s.accept_waveform(samples, 16000)      # as audio arrives; s.partial: the text so far
+    s.finish()
+    for r in s:                            # partial and final results until done
+        print(r.is_final, r.text, r.timestamps)
 """
 from __future__ import annotations
 
@@ -28,13 +35,18 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._core import Config, Error, Result, WordPiece
+from ._core import Config, Error, Result, WordPiece, read_audio
+from .streaming import (EndpointConfig, Sentence, Stream, StreamingConfig, StreamingRecognizer, StreamingStats,
+                        StreamResult)
 
-__all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "__version__"]
+__all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "PRECISIONS", "__version__",
+           "StreamingRecognizer", "Stream", "StreamResult", "Sentence", "StreamingConfig", "EndpointConfig",
+           "StreamingStats", "read_audio"]
 __version__ = "0.1.0"
 
 HAS_CUDA: bool = _core.HAS_CUDA
 MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
+PRECISIONS = ("fp16", "fp32", "int8")
 
 PathLike = Union[str, "os.PathLike[str]"]
 Audio = Union[PathLike, np.ndarray]
@@ -73,7 +85,8 @@ class Recognizer:
 
     Args mirror wenet_rt::RecognizerConfig (include/wenet_rt/recognizer.h) and the command line:
         device: "cpu" or "cuda".
-        precision: "fp16" or "fp32" (cuda; the cpu backend is fp32).
+        precision: "fp16" or "fp32" on cuda; "fp32" (fp16 means fp32 there) or "int8" (dynamic INT8
+            linear layers) on cpu.
         mode: "attention_rescoring" (default), "ctc_prefix_beam" or "ctc_greedy".
         beam: CTC prefix beam and the N-best that rescoring scores (10).
         ctc_weight, rescoring_weight, reverse_weight: rescoring weights (0.5, 1.0, and
@@ -96,8 +109,8 @@ class Recognizer:
             raise ValueError(f"model directory '{model_dir}' does not exist (or is not a directory)")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-        if precision not in ("fp16", "fp32"):
-            raise ValueError(f"precision: expected 'fp16' or 'fp32', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
         cfg = Config()

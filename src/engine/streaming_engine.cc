@@ -40,6 +40,7 @@ struct StreamContext {
   bool input_done = false;       // input_finished() called
   bool abandoned = false;        // the client dropped the stream
   bool queued = false;           // in the engine's ready queue
+  bool busy = false;             // a chunk (or the final result) being decoded by the scheduler
   bool done = false;             // no more results will come
   std::deque<StreamResult> results;
   std::function<void(const StreamResult&)> callback;
@@ -292,6 +293,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
       } else if (!s->input_done) {
         continue;  // woken for nothing
       }
+      s->busy = true;
       jobs.push_back(std::move(j));
     }
     if (jobs.empty()) return;
@@ -302,10 +304,17 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
 
     // Streams with more ready chunks go back in the queue (behind the others: fair).
     for (Job& j : jobs) {
-      std::lock_guard<std::mutex> lock(j.s->mu);
-      notify_locked(j.s);
+      {
+        std::lock_guard<std::mutex> lock(j.s->mu);
+        j.s->busy = false;
+        notify_locked(j.s);
+      }
+      j.s->cv.notify_all();
     }
   }
+
+  // Under s.mu: nothing left to decode until more audio (or input_finished()) arrives.
+  bool caught_up(const StreamContext& s) const { return s.done || (!s.queued && !s.busy && !has_work(s)); }
 
   // Per chunk job: its top-k rows (ids, log-probs [T][k]) and blank log-probs [T].
   struct ChunkTopK {
@@ -582,6 +591,11 @@ class StreamHandle final : public Stream {
     s_->cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, timeout_s)),
                     [&] { return !s_->results.empty() || s_->done; });
     return take();
+  }
+  bool sync(double timeout_s) override {
+    std::unique_lock<std::mutex> lock(s_->mu);
+    return s_->cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, timeout_s)),
+                           [&] { return engine_->caught_up(*s_); });
   }
   void set_callback(std::function<void(const StreamResult&)> callback) override {
     std::lock_guard<std::mutex> lock(s_->mu);

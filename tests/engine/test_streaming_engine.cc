@@ -284,6 +284,31 @@ TEST(StreamingEngine, AbandonedStreamFreesItsSlot) {
   EXPECT_EQ(final_of(rs)->nbest[0].tokens, by_hand(kU2pp, demo_wavs()[1], cfg)[0].tokens);
 }
 
+TEST(StreamingEngine, SyncWaitsForEveryCompleteChunk) {
+  // chunk 4 at x4 subsampling: a window of 3 * 4 + 7 fbank frames, the next one 16 frames on.
+  const StreamingConfig cfg = config(4, 2);
+  StreamingRecognizer rec(kU2pp, cfg);
+  auto s = rec.create_stream();
+  const Audio a = read_audio(demo_wavs()[0], 16000);
+  size_t results = 0;
+  for (size_t sent = 0; sent < a.samples.size();) {
+    const size_t n = std::min<size_t>(2731, a.samples.size() - sent);  // pieces unrelated to chunks
+    s->accept_waveform(a.samples.data() + sent, n, 16000);
+    sent += n;
+    ASSERT_TRUE(s->sync(30.0));
+    const int64_t frames = sent < 400 ? 0 : 1 + int64_t(sent - 400) / 160;
+    const int64_t chunks = frames < 19 ? 0 : 1 + (frames - 19) / 16;
+    results += s->poll().size();
+    EXPECT_EQ(int64_t(results), chunks) << "after " << sent << " samples";
+  }
+  s->input_finished();
+  ASSERT_TRUE(s->sync(30.0));
+  EXPECT_TRUE(s->done());
+  const auto rest = s->poll();
+  ASSERT_FALSE(rest.empty());
+  EXPECT_TRUE(rest.back().is_final && rest.back().last);
+}
+
 TEST(StreamingEngine, BadInputIsAClearError) {
   // No use_dynamic_chunk / static_chunk_size in its train.yaml: trained for full context only.
   testing::expect_error([&] { (void)StreamingRecognizer(std::string(WENET_TEST_DATA) + "/goldens/conformer_layernorm", config(4, -1)); }, {"not trained for streaming"});

@@ -17,6 +17,7 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
 MODEL = "wenet_rt"
+STREAMING = "wenet_rt_streaming"
 
 
 def free_ports(n):
@@ -36,7 +37,7 @@ def server(tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "wenet_rt.triton", str(DEMO), "--instances", "2", "--threads", "1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)],
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port), "--exit-timeout-secs", "3"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
     deadline = time.time() + 180
@@ -45,7 +46,7 @@ def server(tmp_path_factory):
             if proc.poll() is not None:
                 pytest.fail(f"the Triton server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
             try:
-                if client.is_server_ready() and client.is_model_ready(MODEL):
+                if client.is_server_ready() and client.is_model_ready(MODEL) and client.is_model_ready(STREAMING):
                     break
             except Exception:
                 pass
@@ -133,3 +134,84 @@ def test_bad_audio_reported(server):
     inp.set_data_from_numpy(np.array([[b"RIFF nonsense"]], dtype=np.object_))
     text, tokens, _, error = decode(c.infer(MODEL, [inp]))
     assert text == "" and tokens == [] and error
+
+
+# --- the streaming model: one engine stream per SEQUENCE_ID ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_streaming_text():
+    from conftest import run_cli
+    out = run_cli("transcribe", DEMO, *EXAMPLES, "--streaming", "--device", "cpu")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def stream_request(mod, seq_id, pcm=None, start=False, end=False):
+    def scalar(name, value, dtype, triton_type):
+        t = mod.InferInput(name, [1, 1], triton_type)
+        t.set_data_from_numpy(np.array([[value]], dtype=dtype))
+        return t
+
+    inputs = [scalar("SEQUENCE_ID", seq_id, np.uint64, "UINT64"), scalar("START", start, np.bool_, "BOOL"),
+              scalar("END", end, np.bool_, "BOOL")]
+    if pcm is not None:
+        t = mod.InferInput("PCM", [1, pcm.size], "FP32")
+        t.set_data_from_numpy(pcm[None])
+        inputs += [t, scalar("SAMPLE_RATE", 16000, np.int32, "INT32")]
+    return inputs
+
+
+def stream_file(mod, client, seq_id, path, piece=10240):
+    """Sends `path` in pieces (the first with START, then END alone); returns the responses."""
+    a, _ = read_wav_int16(path)
+    pcm = a.astype(np.float32) / 32768
+    out = []
+    for i in range(0, pcm.size, piece):
+        out.append(client.infer(STREAMING, stream_request(mod, seq_id, pcm[i:i + piece], start=i == 0)))
+    out.append(client.infer(STREAMING, stream_request(mod, seq_id, end=True)))
+    return out
+
+
+def text_of(res):
+    return res.as_numpy("TEXT")[0, 0].decode("utf-8")
+
+
+def check_stream(responses, expected_text):
+    for r in responses:
+        assert r.as_numpy("ERROR")[0, 0] == b""
+    assert [bool(r.as_numpy("IS_FINAL")[0, 0]) for r in responses] == [False] * (len(responses) - 1) + [True]
+    assert any(text_of(r) for r in responses[:-1]), "no partial text before END"
+    last = responses[-1]
+    assert text_of(last) == expected_text
+    assert last.as_numpy("PARTIAL")[0, 0] == b""
+    tokens = [int(t) for t in last.as_numpy("TOKENS")[0] if t >= 0]
+    stamps = [tuple(int(v) for v in s) for s in last.as_numpy("TIMESTAMPS")[0] if s[0] >= 0]
+    assert len(tokens) == len(stamps) > 0 and stamps == sorted(stamps)
+
+
+def test_streaming_http(server, cli_streaming_text):
+    c = httpclient.InferenceServerClient(server["http"])
+    assert c.is_model_ready(STREAMING)
+    for n, p in enumerate(EXAMPLES):
+        check_stream(stream_file(httpclient, c, 1000 + n, p), cli_streaming_text[p.stem])
+
+
+def test_streaming_grpc_concurrent(server, cli_streaming_text):
+    def one(n):
+        p = EXAMPLES[n % len(EXAMPLES)]
+        c = grpcclient.InferenceServerClient(server["grpc"])
+        return p, stream_file(grpcclient, c, 2000 + n, p, piece=6400)
+
+    with cf.ThreadPoolExecutor(5) as pool:
+        for p, responses in pool.map(one, range(5)):
+            check_stream(responses, cli_streaming_text[p.stem])
+
+
+def test_streaming_errors(server):
+    c = httpclient.InferenceServerClient(server["http"])
+    r = c.infer(STREAMING, stream_request(httpclient, 77, np.zeros(1600, np.float32)))  # no START
+    assert b"unknown sequence 77" in r.as_numpy("ERROR")[0, 0]
+    r = c.infer(STREAMING, stream_request(httpclient, 78, np.zeros(1600, np.float32), start=True, end=True))
+    assert r.as_numpy("ERROR")[0, 0] == b"" and bool(r.as_numpy("IS_FINAL")[0, 0])
+    r = c.infer(STREAMING, stream_request(httpclient, 78, end=True))  # closed at END
+    assert b"unknown sequence 78" in r.as_numpy("ERROR")[0, 0]
