@@ -1,5 +1,6 @@
 #include "engine/offline_stream.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -72,6 +73,12 @@ class OfflineStream : public Stream, public std::enable_shared_from_this<Offline
     std::vector<StreamResult> out(results_.begin(), results_.end());
     results_.clear();
     return out;
+  }
+  // Nothing is decoded before input_finished(): caught up until then, and after it once done.
+  bool sync(double timeout_s) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::duration<double>(std::max(0.0, timeout_s)),
+                        [&] { return !finished_ || done_; });
   }
   void set_callback(std::function<void(const StreamResult&)> callback) override {
     std::lock_guard<std::mutex> lock(mu_);

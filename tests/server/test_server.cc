@@ -51,6 +51,7 @@ class FakeStream : public Stream {
   }
   std::vector<StreamResult> poll() override { return {}; }
   std::vector<StreamResult> wait(double) override { return {}; }
+  bool sync(double) override { return true; }  // results are emitted synchronously
   void set_callback(std::function<void(const StreamResult&)> cb) override { cb_ = std::move(cb); }
   std::string partial() const override { return ""; }
   bool done() const override { return done_; }
