@@ -36,8 +36,8 @@ import numpy as np
 
 from . import _core
 from ._core import Config, Error, Result, WordPiece, read_audio
-from .streaming import (EndpointConfig, Sentence, Stream, StreamingConfig, StreamingRecognizer, StreamingStats,
-                        StreamResult)
+from .streaming import (MODES, PRECISIONS, EndpointConfig, Sentence, Stream, StreamingConfig, StreamingRecognizer,
+                        StreamingStats, StreamResult, check_common_args)
 
 __all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "PRECISIONS", "__version__",
            "StreamingRecognizer", "Stream", "StreamResult", "Sentence", "StreamingConfig", "EndpointConfig",
@@ -45,8 +45,6 @@ __all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "
 __version__ = "0.1.0"
 
 HAS_CUDA: bool = _core.HAS_CUDA
-MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
-PRECISIONS = ("fp16", "fp32", "int8")
 
 PathLike = Union[str, "os.PathLike[str]"]
 Audio = Union[PathLike, np.ndarray]
@@ -104,15 +102,7 @@ class Recognizer:
                  batch_size: int = 64, batch_frames: Optional[int] = None,
                  max_segment_seconds: float = 30.0, threads: Optional[int] = None,
                  gpu_frontend: bool = True) -> None:
-        model_dir = os.fspath(model_dir)
-        if not os.path.isdir(model_dir):
-            raise ValueError(f"model directory '{model_dir}' does not exist (or is not a directory)")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        model_dir = check_common_args(model_dir, device, precision, mode)
         cfg = Config()
         cfg.device, cfg.precision, cfg.mode = device, precision, mode
         cfg.beam, cfg.ctc_weight, cfg.rescoring_weight = beam, ctc_weight, rescoring_weight

@@ -30,8 +30,23 @@ from ._core import EndpointConfig, Error, Sentence, StreamingConfig, StreamingSt
 __all__ = ["StreamingRecognizer", "Stream", "StreamResult", "Sentence", "StreamingConfig", "EndpointConfig",
            "StreamingStats"]
 
-_MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
+MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
 PRECISIONS = ("fp16", "fp32", "int8")
+
+
+def check_common_args(model_dir, device: str, precision: str, mode: str) -> str:
+    """The checks both recognizers make before the engine's own (ValueError naming the argument);
+    returns model_dir as a str."""
+    model_dir = os.fspath(model_dir)
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"model directory '{model_dir}' does not exist (or is not a directory)")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    return model_dir
 _WAIT_SLICE_S = 0.1  # waits are cut into slices so that Ctrl-C (KeyboardInterrupt) gets through
 
 
@@ -231,15 +246,7 @@ class StreamingRecognizer:
                  endpoint_max_utterance_ms: int = 20000, max_utterance_seconds: float = 30.0,
                  max_streams: Optional[int] = None, max_batch: Optional[int] = None,
                  threads: Optional[int] = None) -> None:
-        model_dir = os.fspath(model_dir)
-        if not os.path.isdir(model_dir):
-            raise ValueError(f"model directory '{model_dir}' does not exist (or is not a directory)")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {mode!r}")
+        model_dir = check_common_args(model_dir, device, precision, mode)
         cfg = StreamingConfig()
         cfg.device, cfg.precision, cfg.mode = device, precision, mode
         cfg.beam, cfg.ctc_weight, cfg.rescoring_weight = beam, ctc_weight, rescoring_weight
