@@ -115,14 +115,14 @@ TEST_F(RequestBatcherTest, FullQueueAnswersOverloadedAtOnce) {
 }
 
 TEST_F(RequestBatcherTest, BadAudioAndTooLongFailAloneInTheirBatch) {
-  RequestBatcher batcher(*engine_, {.window_ms = 300, .max_batch = 64, .max_queue = 64, .max_audio_seconds = 3.0});
+  RequestBatcher batcher(*engine_, {.window_ms = 300, .max_batch = 64, .max_queue = 64, .max_audio_seconds = 8.0});
   const auto files = demo_examples();
   BatchRequest garbage;
   garbage.input.key = "garbage";
   garbage.encoded = "this is not audio at all, just some text that is long enough";
   BatchRequest too_long;
   too_long.input.key = "long";
-  too_long.input.samples = std::vector<float>(16000 * 4, 0.01f);
+  too_long.input.samples = std::vector<float>(16000 * 10, 0.01f);  // every example is shorter than 8 s
   too_long.input.sample_rate = 16000;
   BatchRequest none;
   none.input.key = "none";
@@ -134,7 +134,7 @@ TEST_F(RequestBatcherTest, BadAudioAndTooLongFailAloneInTheirBatch) {
   EXPECT_EQ(og.status, BatchStatus::kBadAudio);
   EXPECT_NE(og.result.error.find("cannot decode"), std::string::npos) << og.result.error;
   EXPECT_EQ(ol.status, BatchStatus::kTooLong);
-  EXPECT_NE(ol.result.error.find("too long: 4.0 s"), std::string::npos) << ol.result.error;
+  EXPECT_NE(ol.result.error.find("too long: 10.0 s"), std::string::npos) << ol.result.error;
   EXPECT_EQ(on.status, BatchStatus::kBadAudio);
   EXPECT_EQ(ook.status, BatchStatus::kOk) << ook.result.error;
   EXPECT_EQ(ook.result.text, (*expected_)[4].text);
