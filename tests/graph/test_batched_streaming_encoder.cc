@@ -324,7 +324,7 @@ TEST(BatchedStreamingEncoder, BadArgumentsAreClearErrorsAndChangeNoStream) {
   StreamingEncoder enc(asr, {4, 1});
   EncoderCachePool pool = enc.make_pool(3, 12);
   const int a = pool.allocate(), b = pool.allocate();
-  std::vector<float> feats(size_t(3) * 19 * F, 0.5f);
+  std::vector<float> feats(size_t(4) * 19 * F, 0.5f);  // room for the largest batch tried below
   const auto run = [&](std::vector<int> wf, std::vector<int> slots, int W = 19) {
     backend->reset_arena();
     return enc.encode_chunks(feats.data(), int(wf.size()), W, wf.data(), slots.data(), pool);
