@@ -33,16 +33,42 @@ def read_wav_scp(path: str) -> List[Tuple[str, str]]:
     return out
 
 
-def result_json(r) -> str:
-    # The C++ command line writes nlohmann::json objects: keys sorted, compact, UTF-8.
-    return json.dumps(r.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def transcribe(args: argparse.Namespace) -> int:
+def input_files(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """(key, path) of --wav-scp's lines, then of the files given (key: the file's stem)."""
     files = read_wav_scp(args.wav_scp) if args.wav_scp else []
     files += [(os.path.splitext(os.path.basename(a))[0], a) for a in args.audio]
     if not files:
         raise Error("no audio given: pass files or --wav-scp")
+    return files
+
+
+def write_results(rows: List[dict], args: argparse.Namespace, load_s: float, wall_s: float, setup: str) -> int:
+    """'key text' lines or JSON objects (rows: the command line's --format json objects) and the
+    summary line on stderr, as the C++ command line writes them; 1 when every file failed."""
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    failed, audio_s = 0, 0.0
+    try:
+        for r in rows:
+            audio_s += r["duration"]
+            if "error" in r:
+                failed += 1
+                print(f"error: {r['key']}: {r['error']}", file=sys.stderr)
+            if args.format == "json":
+                # nlohmann::json objects: keys sorted, compact, UTF-8.
+                out.write(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+            elif "error" not in r:
+                out.write(f"{r['key']} {r['text']}\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"{len(rows)} files ({failed} failed), {audio_s:.1f} s of audio in {wall_s:.3f} s (+{load_s:.2f} s load): "
+          f"RTF {wall_s / audio_s if audio_s else 0:.5f}, {audio_s / wall_s if wall_s else 0:.0f}x real time "
+          f"[{setup}]", file=sys.stderr)
+    return 1 if failed == len(rows) else 0
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    files = input_files(args)
     t0 = time.perf_counter()
     rec = Recognizer(args.model_dir, device=args.device, precision=args.precision, mode=args.mode, beam=args.beam,
                      ctc_weight=args.ctc_weight, rescoring_weight=args.rescoring_weight,
@@ -52,33 +78,11 @@ def transcribe(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     results = rec.transcribe([p for _, p in files], keys=[k for k, _ in files])
     t2 = time.perf_counter()
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    failed, audio_s = 0, 0.0
-    try:
-        for r in results:
-            audio_s += r.duration
-            if r.error:
-                failed += 1
-                print(f"error: {r.key}: {r.error}", file=sys.stderr)
-            if args.format == "json":
-                out.write(result_json(r) + "\n")
-            elif not r.error:
-                out.write(f"{r.key} {r.text}\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    wall = t2 - t1
-    print(f"{len(files)} files ({failed} failed), {audio_s:.1f} s of audio in {wall:.3f} s (+{t1 - t0:.2f} s load): "
-          f"RTF {wall / audio_s if audio_s else 0:.5f}, {audio_s / wall if wall else 0:.0f}x real time "
-          f"[{rec.config.describe()}]", file=sys.stderr)
-    return 1 if failed == len(files) else 0
+    return write_results([r.to_dict() for r in results], args, t1 - t0, t2 - t1, rec.config.describe())
 
 
 def transcribe_streaming(args: argparse.Namespace) -> int:
-    files = read_wav_scp(args.wav_scp) if args.wav_scp else []
-    files += [(os.path.splitext(os.path.basename(a))[0], a) for a in args.audio]
-    if not files:
-        raise Error("no audio given: pass files or --wav-scp")
+    files = input_files(args)
     t0 = time.perf_counter()
     rec = StreamingRecognizer(args.model_dir, device=args.device, precision=args.precision, mode=args.mode,
                               beam=args.beam, ctc_weight=args.ctc_weight, rescoring_weight=args.rescoring_weight,
@@ -135,27 +139,7 @@ def transcribe_streaming(args: argparse.Namespace) -> int:
         time.sleep(0.001)
         reap()
     t2 = time.perf_counter()
-
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    failed, audio_s = 0, 0.0
-    try:
-        for r in results:
-            audio_s += r["duration"]
-            if "error" in r:
-                failed += 1
-                print(f"error: {r['key']}: {r['error']}", file=sys.stderr)
-            if args.format == "json":
-                out.write(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
-            elif "error" not in r:
-                out.write(f"{r['key']} {r['text']}\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    wall = t2 - t1
-    print(f"{len(files)} files ({failed} failed), {audio_s:.1f} s of audio in {wall:.3f} s (+{t1 - t0:.2f} s load): "
-          f"RTF {wall / audio_s if audio_s else 0:.5f}, {audio_s / wall if wall else 0:.0f}x real time "
-          f"[{rec.config.describe()}]", file=sys.stderr)
-    return 1 if failed == len(files) else 0
+    return write_results(results, args, t1 - t0, t2 - t1, rec.config.describe())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
