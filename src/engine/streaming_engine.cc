@@ -187,6 +187,11 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     return s.input_done;  // the last (short) window, or the final result
   }
 
+  // Under s.mu: the input is finished and too little of it is left for another window.
+  bool no_more_windows(const StreamContext& s) const {
+    return s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
+  }
+
   // Under s.mu: queues s when it has work and is not queued yet.
   void notify_locked(const std::shared_ptr<StreamContext>& s) {
     if (s->queued || !has_work(*s)) return;
@@ -383,7 +388,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     bool input_over;
     {
       std::lock_guard<std::mutex> lock(s.mu);
-      input_over = s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
+      input_over = no_more_windows(s);
     }
     s.final_pending = input_over || reason != EndpointReason::kNone ||
                       s.decoder->frames() + cfg.chunk_size > max_utterance_frames;
@@ -494,8 +499,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     bool more;
     {
       std::lock_guard<std::mutex> lock(s.mu);
-      const bool input_over = s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
-      more = s.opts.continuous_decoding && !input_over;
+      more = s.opts.continuous_decoding && !no_more_windows(s);
       if (more) {
         // As WeNet's runtime: the next utterance's first window starts after the last one read
         // (its model forgets the overlap), and its times count the fbank frames read so far.
