@@ -192,6 +192,14 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
     return s.input_done && s.frames_total - s.next_window < encoder->min_window_frames();
   }
 
+  // Under s.mu: forgets the fbank frames before the next window's start.
+  void drop_frames_before_next_window(StreamContext& s) const {
+    const int64_t drop = std::min(s.next_window, s.frames_total) - s.feats_base;
+    if (drop <= 0) return;
+    s.feats.erase(s.feats.begin(), s.feats.begin() + std::ptrdiff_t(size_t(drop) * size_t(dim)));
+    s.feats_base += drop;
+  }
+
   // Under s.mu: queues s when it has work and is not queued yet.
   void notify_locked(const std::shared_ptr<StreamContext>& s) {
     if (s->queued || !has_work(*s)) return;
@@ -289,12 +297,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
         j.window.assign(src, src + size_t(j.frames) * size_t(dim));
         s->window_end = s->next_window + j.frames;
         s->next_window += encoder->stride_frames();
-        // Windows overlap: frames before the next window's start are no longer needed.
-        const int64_t drop = std::min(s->next_window, s->frames_total) - s->feats_base;
-        if (drop > 0) {
-          s->feats.erase(s->feats.begin(), s->feats.begin() + std::ptrdiff_t(size_t(drop) * size_t(dim)));
-          s->feats_base += drop;
-        }
+        drop_frames_before_next_window(*s);  // windows overlap: the rest is still needed
       } else if (!s->input_done) {
         continue;  // woken for nothing
       }
@@ -504,11 +507,7 @@ struct StreamingEngine::Impl : std::enable_shared_from_this<StreamingEngine::Imp
         // As WeNet's runtime: the next utterance's first window starts after the last one read
         // (its model forgets the overlap), and its times count the fbank frames read so far.
         s.next_window = s.window_end;
-        const int64_t drop = std::min(s.next_window, s.frames_total) - s.feats_base;
-        if (drop > 0) {
-          s.feats.erase(s.feats.begin(), s.feats.begin() + std::ptrdiff_t(size_t(drop) * size_t(dim)));
-          s.feats_base += drop;
-        }
+        drop_frames_before_next_window(s);
       }
     }
     s.final_pending = false;
