@@ -47,6 +47,8 @@ int run_bench_streams(const BenchOptions& opts);
 // Shared by the benches (tools/bench_e2e.cc):
 // `seconds` of distinct WAV files of 1-20 s in `dir`, cut from the shipped examples.
 std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
+// The p-th percentile (0..100) of v, the nearest rank at or above it; 0 for no values.
+double percentile(std::vector<double> v, double p);
 // Rewrites a random model's CTC head so that it emits `tokens_per_s` on real speech.
 void calibrate_bench_ctc(ModelDir& model, const std::vector<std::string>& files, double tokens_per_s,
                          const std::string& device, const std::string& precision);

@@ -34,11 +34,15 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+}  // namespace
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, size_t(p / 100.0 * double(v.size())))];
 }
+
+namespace {
 
 // Audio needed before the chunk ending at encoder frame `frames` (counted from the stream's start)
 // can be decoded: its window's last fbank frame.

@@ -23,6 +23,8 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "decode/text.h"
+#include "tools/bench.h"
 #include "frontend/audio.h"
 
 namespace wenet_rt {
@@ -67,21 +69,6 @@ struct Report {
     }
   }
 };
-
-// Texts of consecutive utterances (continuous decoding) joined as `transcribe --streaming` does: a
-// space between them unless the script writes none (CJK).
-void append_text(std::string& text, const std::string& more) {
-  if (more.empty()) return;
-  const auto latin = [](unsigned char c) { return c < 0x80 && std::isalnum(c); };
-  if (!text.empty() && (latin(text.back()) || latin(more.front()))) text += ' ';
-  text += more;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, size_t(p / 100.0 * double(v.size())))];
-}
 
 struct Target {
   std::string host, port;
@@ -241,7 +228,7 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
     } else if (type == "final_result") {
       const auto nbest = nlohmann::json::parse(j.at("nbest").get<std::string>());
       const std::string text = nbest.empty() ? "" : nbest[0].value("sentence", "");
-      append_text(text_, text);
+      append_utterance_text(text_, text);  // as `transcribe --streaming` joins them
       // After `end`: from it; at an endpoint mid-stream: from the last audio sent.
       std::lock_guard<std::mutex> lock(report_.mu);
       report_.final_ms.push_back(ms_since(end_sent_ ? *end_sent_ : last_sent_));

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "decode/text.h"
 #include "model/model_dir.h"
 #include "engine/offline_engine.h"
 #include "engine/offline_stream.h"
@@ -116,14 +117,6 @@ int run_transcribe(const std::string& model_dir, const std::vector<std::pair<std
   return write_results(results, output, format, seconds(t1, t2), seconds(t0, t1), cfg.describe());
 }
 
-// Texts of consecutive utterances: a space between them unless the script writes none (CJK).
-void append_text(std::string& text, const std::string& more) {
-  if (more.empty()) return;
-  const auto latin = [](unsigned char c) { return c < 0x80 && std::isalnum(c); };
-  if (!text.empty() && (latin(text.back()) || latin(more.front()))) text += ' ';
-  text += more;
-}
-
 // Streaming simulated over files: each file is one stream (all of its audio given at once, with
 // continuous decoding, so every endpoint gives a final result); as many streams at once as the
 // engine allows; the finals of a file are joined into its result.
@@ -169,7 +162,7 @@ int run_transcribe_streaming(const std::string& model_dir, const std::vector<std
       if (partial) fmt::print(stderr, "{} {}: {}\n", res.key, sr.is_final ? "final" : "partial", sr.text());
       if (!sr.is_final || sr.nbest.empty()) return;
       const wenet_rt::Sentence& best = sr.nbest[0];
-      append_text(res.text, best.text);
+      wenet_rt::append_utterance_text(res.text, best.text);
       res.tokens.insert(res.tokens.end(), best.tokens.begin(), best.tokens.end());
       res.word_pieces.insert(res.word_pieces.end(), best.word_pieces.begin(), best.word_pieces.end());
       res.score += best.score;

@@ -1,8 +1,17 @@
 #include "decode/text.h"
 
+#include <cctype>
+
 #include "core/error.h"
 
 namespace wenet_rt {
+
+void append_utterance_text(std::string& text, const std::string& more) {
+  if (more.empty()) return;
+  const auto latin = [](unsigned char c) { return c < 0x80 && std::isalnum(c); };
+  if (!text.empty() && (latin(text.back()) || latin(more.front()))) text += ' ';
+  text += more;
+}
 
 std::string tokens_to_text(const std::vector<int>& tokens, const std::vector<std::string>& units) {
   static const std::string kWordBoundary = "\xe2\x96\x81";  // "▁", sentencepiece's word start

@@ -11,4 +11,8 @@ namespace wenet_rt {
 
 std::string tokens_to_text(const std::vector<int>& tokens, const std::vector<std::string>& units);
 
+// Appends the text of the next utterance of a recording (continuous decoding) to `text`: a space
+// between them unless the script writes none (CJK: neither side ends in an ASCII letter or digit).
+void append_utterance_text(std::string& text, const std::string& more);
+
 }  // namespace wenet_rt

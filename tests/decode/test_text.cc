@@ -25,5 +25,18 @@ TEST(TokensToText, RejectsUnknownIds) {
   EXPECT_THROW(tokens_to_text({-1}, {"<blank>", "a"}), Error);
 }
 
+// Utterances of one recording: a space between Latin-script texts, none between CJK ones, and
+// an empty utterance adds nothing.
+TEST(AppendUtteranceText, SpaceOnlyWhereTheScriptWritesOne) {
+  std::string t;
+  append_utterance_text(t, "hello there");
+  append_utterance_text(t, "");
+  append_utterance_text(t, "general kenobi");
+  EXPECT_EQ(t, "hello there general kenobi");
+  std::string c = "\u4f60\u597d";
+  append_utterance_text(c, "\u4e16\u754c");
+  EXPECT_EQ(c, "\u4f60\u597d\u4e16\u754c");
+}
+
 }  // namespace
 }  // namespace wenet_rt
