@@ -235,8 +235,17 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--chunk-size", o.chunk_size, "--streams: encoder frames per chunk")->capture_default_str();
   app.add_option("--left-chunks", o.left_chunks, "--streams: chunks of attention history (-1 = all)")
       ->capture_default_str();
+  app.add_option("--dump-model", o.dump_model,
+                 "--e2e, --streams: also write the model benchmarked (random weights after calibration) as a "
+                 "weights dump here; reference/dump_to_model_dir.py turns it into a WeNet model dir");
   app.add_option("--batch-frames", o.batch_frames, "--e2e: padded frames per batch (0: by device)")
       ->capture_default_str();
+}
+
+std::string model_yaml(const BenchOptions& o, const ModelDir& model) {
+  if (o.model_dir.empty()) return kFullSizeModelYaml;
+  std::ifstream f(model.config_file);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 int run_bench(const BenchOptions& o) {
@@ -284,12 +293,7 @@ int run_bench(const BenchOptions& o) {
   std::string peers_file = o.peers_json;
   if (o.peers && peers_file.empty()) {
     const std::string dump = (std::filesystem::temp_directory_path() / "wenet_rt_bench_weights").string();
-    dump_weights(model, dump);
-    std::ofstream(dump + "/train.yaml") << (o.model_dir.empty() ? std::string(kFullSizeModelYaml)
-                                                                 : [&] {
-                                                                     std::ifstream f(model.config_file);
-                                                                     return std::string(std::istreambuf_iterator<char>(f), {});
-                                                                   }());
+    dump_weights(model, model_yaml(o, model), dump);
     peers_file = dump + "/peers.json";
     // CPU: ONNX Runtime (FP32, dynamic INT8) and PyTorch eager with as many threads as the CPU
     // backend (the CPUs this process may run on); CUDA: the PyTorch GPU peers.

@@ -37,6 +37,7 @@ struct BenchOptions {
   std::string streams;           // "100,500,1000"
   double stream_seconds = 30;    // of sending per point
   int chunk_size = 16, left_chunks = 5;
+  std::string dump_model;        // --e2e / --streams: weights dump of the model measured
 };
 
 void add_bench_options(CLI::App& app, BenchOptions& opts);
@@ -47,6 +48,8 @@ int run_bench_streams(const BenchOptions& opts);
 // Shared by the benches (tools/bench_e2e.cc):
 // `seconds` of distinct WAV files of 1-20 s in `dir`, cut from the shipped examples.
 std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
+// The config text of the model benchmarked: the full-size model's, or MODEL_DIR's train.yaml.
+std::string model_yaml(const BenchOptions& o, const ModelDir& model);
 // The p-th percentile (0..100) of v, the nearest rank at or above it; 0 for no values.
 double percentile(std::vector<double> v, double p);
 // Rewrites a random model's CTC head so that it emits `tokens_per_s` on real speech.

@@ -207,6 +207,9 @@ int run_bench_e2e(const BenchOptions& o) {
   const std::string dir = (fs::temp_directory_path() / "wenet_rt_bench_e2e").string();
   if (files.empty()) files = make_bench_files(o.e2e_seconds, dir + "/audio", rate);
   if (random) calibrate_bench_ctc(model, files, o.token_rate, o.device, o.precision);
+  // The weights as calibrated: what the peer loads.
+  const std::string dump = o.dump_model.empty() ? dir + "/model" : o.dump_model;
+  if (random && (o.peers || !o.dump_model.empty())) dump_weights(model, kFullSizeModelYaml, dump);
 
   RecognizerConfig cfg;
   cfg.device = o.device;
@@ -221,12 +224,7 @@ int run_bench_e2e(const BenchOptions& o) {
 
   nlohmann::json peer;
   if (o.peers) {
-    std::string peer_model = o.model_dir;
-    if (random) {  // the same weights (calibrated bias included), as the grid's peers load them
-      peer_model = dir + "/model";
-      dump_weights(model, peer_model);
-      std::ofstream(peer_model + "/train.yaml") << kFullSizeModelYaml;
-    }
+    const std::string peer_model = random ? dump : o.model_dir;
     std::ofstream(dir + "/files.txt") << [&] {
       std::string s;
       for (const auto& f : files) s += f + "\n";

@@ -236,6 +236,7 @@ int run_bench_streams(const BenchOptions& o) {
     yaml.insert(at + key.size(), "  use_dynamic_chunk: true\n  causal: true\n");
     model = make_random_model(parse_config_text(yaml, "full-size U2++ model"), 0);
     calibrate_bench_ctc(model, files, o.token_rate, o.device, o.precision);
+    if (!o.dump_model.empty()) dump_weights(model, yaml, o.dump_model);
   } else {
     model = load_model_dir(o.model_dir);
   }

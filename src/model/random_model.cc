@@ -93,7 +93,7 @@ ModelDir make_random_model(const ModelConfig& config, uint64_t seed) {
   return m;
 }
 
-void dump_weights(const ModelDir& model, const std::string& dir) {
+void dump_weights(const ModelDir& model, const std::string& train_yaml, const std::string& dir) {
   std::filesystem::create_directories(dir);
   nlohmann::json manifest;
   for (const auto& [name, t] : model.weights) {
@@ -103,6 +103,10 @@ void dump_weights(const ModelDir& model, const std::string& dir) {
     if (!f) fail("{}: cannot write {}.bin", dir, name);
   }
   std::ofstream(dir + "/manifest.json") << manifest.dump(1);
+  std::ofstream(dir + "/train.yaml") << train_yaml;
+  std::ofstream units(dir + "/units.txt");
+  for (int i = 0; i < model.vocab.size(); ++i) units << model.vocab.token(i) << ' ' << i << '\n';
+  if (!units) fail("{}: cannot write units.txt", dir);
 }
 
 }  // namespace wenet_rt

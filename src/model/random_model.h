@@ -18,8 +18,10 @@ extern const char* const kFullSizeModelYaml;
 // near 0 / 1. CMVN is empty (identity); the vocabulary is synthetic.
 ModelDir make_random_model(const ModelConfig& config, uint64_t seed);
 
-// Writes DIR/manifest.json ({name: {shape, dtype}}) + DIR/<name>.bin (float32) for every weight:
-// how the PyTorch peers of the benchmark load the very same model.
-void dump_weights(const ModelDir& model, const std::string& dir);
+// Writes DIR/manifest.json ({name: {shape, dtype}}) + DIR/<name>.bin (float32) for every weight,
+// DIR/train.yaml (`train_yaml`, the model's config text) and DIR/units.txt: how the PyTorch peers
+// of the benchmark load the very same model, and what reference/dump_to_model_dir.py turns into a
+// WeNet model dir (final.pt) for the server and other tools.
+void dump_weights(const ModelDir& model, const std::string& train_yaml, const std::string& dir);
 
 }  // namespace wenet_rt

@@ -210,3 +210,17 @@ def test_int8_streaming_matches_cli(cli_streaming_text):
         assert joined([r for r in stream_all(rec, samples) if r.is_final]) == cli_streaming_text[p.stem]
     with pytest.raises(ValueError, match="precision"):
         wenet_rt.StreamingRecognizer(DEMO, precision="int4")
+
+
+def test_cuda_streaming_matches_cli(cli_streaming_text):
+    """The same streams on the GPU (FP16): the final texts of the CPU command line."""
+    if not wenet_rt.HAS_CUDA:
+        pytest.skip("built without CUDA")
+    try:
+        cuda = wenet_rt.StreamingRecognizer(DEMO, device="cuda", precision="fp16")
+    except wenet_rt.Error as e:
+        pytest.skip(f"no usable GPU: {e}")
+    for p in EXAMPLES:
+        samples, _ = wenet_rt.read_audio(str(p), cuda.sample_rate)
+        finals = [r for r in stream_all(cuda, samples) if r.is_final]
+        assert joined(finals) == cli_streaming_text[p.stem], p.stem
