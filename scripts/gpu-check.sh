@@ -75,7 +75,7 @@ for step in $steps; do
       ./build/wenet-rt transcribe "$full" --device cuda --streaming --wav-scp "$scp" >/tmp/expect_streaming.txt 2>"$out/expect_streaming.err"
       ./build/wenet-rt transcribe "$full" --device cuda --wav-scp "$scp" >/tmp/expect_offline.txt 2>"$out/expect_offline.err"
       tail -1 "$out/expect_offline.err"
-      ./build/wenet-rt serve "$full" --device cuda --port 10086 --max-streams 8192 --max-connections 10000 ${SERVER_ARGS:-} \
+      ./build/wenet-rt serve "$full" --device cuda --port 10086 --left-chunks 5 --max-streams "${SERVER_MAX_STREAMS:-2500}" --max-connections 10000 ${SERVER_ARGS:-} \
         >"$out/serve.log" 2>&1 &
       server=$!
       for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/10086) 2>/dev/null && break; sleep 1; done

@@ -95,6 +95,9 @@ class Backend {
   // --- memory ---------------------------------------------------------------------------------
   // Persistent copy of a float32 host tensor, converted to `dtype` (weights, tables).
   virtual Tensor upload(const HostTensor& t, DType dtype) = 0;
+  // Persistent zero-filled tensor (caches, rings), with no host copy; an error naming the bytes
+  // asked for and those free when the memory is not there.
+  virtual Tensor zeros(const Shape& shape, DType dtype) = 0;
   // Scratch from the per-forward arena; valid until reset_arena().
   virtual Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) = 0;
   virtual void reset_arena() = 0;

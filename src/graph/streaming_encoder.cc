@@ -120,12 +120,19 @@ EncoderCachePool StreamingEncoder::make_pool(int max_streams, int max_frames) {
   // History + one chunk; all frames an utterance may reach when all history is kept.
   p.ring_rows_ = history_ < 0 ? p.max_frames_ : history_ + opts_.chunk_size;
   const int64_t kv_rows = int64_t(max_streams) * p.ring_rows_;
-  for (size_t i = 0; i < model_.encoder_weights().layers.size(); ++i) {
-    EncoderCachePool::Layer l;
-    l.kv = be.upload(HostTensor(DType::kF32, {kv_rows, 2 * d}), be.act_dtype());
-    if (conv_context_ > 0)
-      l.conv = be.upload(HostTensor(DType::kF32, {int64_t(max_streams) * conv_context_, 2 * d}), be.act_dtype());
-    p.layers_.push_back(l);
+  const int64_t conv_rows = int64_t(max_streams) * conv_context_;
+  const size_t layers = model_.encoder_weights().layers.size();
+  try {
+    for (size_t i = 0; i < layers; ++i) {
+      EncoderCachePool::Layer l;
+      l.kv = be.zeros({kv_rows, 2 * d}, be.act_dtype());
+      if (conv_context_ > 0) l.conv = be.zeros({conv_rows, 2 * d}, be.act_dtype());
+      p.layers_.push_back(l);
+    }
+  } catch (const Error& e) {
+    const double gb = double(layers) * double(kv_rows + conv_rows) * 2 * d * dtype_size(be.act_dtype()) / 1e9;
+    fail("streaming cache of {} streams x {} frames of history ({} layers, {:.1f} GB): {}; lower the streams or "
+         "the left chunks", max_streams, p.ring_rows_, layers, gb, e.what());
   }
   p.states_.resize(size_t(max_streams));
   p.owner_ = this;

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "backend/op_checks.h"
 
 namespace wenet_rt {
@@ -74,6 +76,20 @@ Tensor CpuBackend::upload(const HostTensor& t, DType dtype) {
   std::memcpy(buf.get(), t.raw(), t.nbytes());
   uploaded_[buf.get()] = buf.get() + t.nbytes();
   return make_view(buf.get(), t.shape(), dtype);
+}
+
+Tensor CpuBackend::zeros(const Shape& shape, DType dtype) {
+  WENET_CHECK(dtype == DType::kF32 || dtype == DType::kI32, "cpu backend: unsupported dtype {}", dtype_name(dtype));
+  const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
+  // Checked against the machine's memory: an allocation past it would succeed (overcommit) and
+  // the process be killed when the zeros are written.
+  const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+  WENET_CHECK(bytes <= physical, "cpu backend: {:.2f} GB asked for, the machine has {:.2f} GB", bytes / 1e9,
+              physical / 1e9);
+  AlignedBuffer& buf = weights_.emplace_back(aligned_buffer(bytes));
+  std::memset(buf.get(), 0, bytes);
+  uploaded_[buf.get()] = buf.get() + bytes;
+  return make_view(buf.get(), shape, dtype);
 }
 
 bool CpuBackend::is_uploaded(const void* p) const {

@@ -50,6 +50,7 @@ class CpuBackend final : public Backend {
   DType act_dtype() const override { return DType::kF32; }
 
   Tensor upload(const HostTensor& t, DType dtype) override;
+  Tensor zeros(const Shape& shape, DType dtype) override;
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
   void reset_arena() override { arena_.reset(); }
   void copy_in(const void* host, const Tensor& dst) override;

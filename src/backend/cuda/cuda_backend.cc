@@ -165,6 +165,23 @@ class CudaBackend final : public Backend {
     return r;
   }
 
+  Tensor zeros(const Shape& shape, DType dtype) override {
+    begin_op("zeros", /*capturable=*/false);
+    WENET_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kI32,
+                "cuda zeros: expected float32, float16 or int32, got {}", dtype_name(dtype));
+    const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
+    size_t free_bytes = 0, total_bytes = 0;
+    WENET_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    WENET_CHECK(bytes <= free_bytes, "cuda: {:.2f} GB of device memory asked for, {:.2f} GB free (of {:.2f} GB)",
+                bytes / 1e9, free_bytes / 1e9, total_bytes / 1e9);
+    DeviceBuffer buf(bytes);
+    WENET_CUDA_CHECK(cudaMemsetAsync(buf.ptr, 0, bytes, stream_));
+    WENET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    Tensor r = make_view(buf.ptr, shape, dtype);
+    weights_.push_back(std::move(buf));
+    return r;
+  }
+
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override {
     int64_t n = 1;
     for (int64_t d : shape) {
