@@ -72,7 +72,7 @@ for step in $steps; do
       full_model || continue
       log "server: WebSocket streams and HTTP on the full-size U2++ model"
       ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-      ./build/wenet-rt transcribe "$full" --device cuda --streaming --wav-scp "$scp" >/tmp/expect_streaming.txt 2>"$out/expect_streaming.err"
+      ./build/wenet-rt transcribe "$full" --device cuda --streaming --left-chunks 5 --wav-scp "$scp" >/tmp/expect_streaming.txt 2>"$out/expect_streaming.err"
       ./build/wenet-rt transcribe "$full" --device cuda --wav-scp "$scp" >/tmp/expect_offline.txt 2>"$out/expect_offline.err"
       tail -1 "$out/expect_offline.err"
       ./build/wenet-rt serve "$full" --device cuda --port 10086 --left-chunks 5 --max-streams "${SERVER_MAX_STREAMS:-2500}" --max-connections 10000 ${SERVER_ARGS:-} \
