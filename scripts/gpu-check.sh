@@ -3,8 +3,8 @@
 # run the end-to-end benchmarks (full-size random model and the demo model, each with the PyTorch
 # reference pipeline as a peer). Logs go to $OUT (default ./out). Steps: any of
 #   build tests transcripts streaming e2e-full e2e-demo streams grid server python
-# (default: the first seven). `server` and `python` run on the bench's full-size U2++ model written
-# as a model dir (`full-model`, done by either when missing). `python` needs nanobind and pytest
+# (default: the first seven). `server` (SERVER_MODEL: another model dir) and `python` run on the
+# bench's full-size U2++ model written as a model dir (done by either when missing). `python` needs nanobind and pytest
 # as wheels in .device/py (the GPU machine reaches no registry):
 #   pip download --no-deps -d .device/py nanobind pytest pluggy iniconfig packaging pygments
 set -uo pipefail
@@ -70,12 +70,13 @@ for step in $steps; do
       tail -30 "$out/grid.log" ;;
     server)
       full_model || continue
-      log "server: WebSocket streams and HTTP on the full-size U2++ model"
+      model=${SERVER_MODEL:-$full}
+      log "server: WebSocket streams and HTTP on $model"
       ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-      ./build/wenet-rt transcribe "$full" --device cuda --streaming --left-chunks 5 --wav-scp "$scp" >/tmp/expect_streaming.txt 2>"$out/expect_streaming.err"
-      ./build/wenet-rt transcribe "$full" --device cuda --wav-scp "$scp" >/tmp/expect_offline.txt 2>"$out/expect_offline.err"
+      ./build/wenet-rt transcribe "$model" --device cuda --streaming --left-chunks 5 --wav-scp "$scp" >/tmp/expect_streaming.txt 2>"$out/expect_streaming.err"
+      ./build/wenet-rt transcribe "$model" --device cuda --wav-scp "$scp" >/tmp/expect_offline.txt 2>"$out/expect_offline.err"
       tail -1 "$out/expect_offline.err"
-      ./build/wenet-rt serve "$full" --device cuda --port 10086 --left-chunks 5 --max-streams "${SERVER_MAX_STREAMS:-2500}" --max-connections 10000 ${SERVER_ARGS:-} \
+      ./build/wenet-rt serve "$model" --device cuda --port 10086 --left-chunks 5 --max-streams "${SERVER_MAX_STREAMS:-2500}" --max-connections 10000 ${SERVER_ARGS:-} \
         >"$out/serve.log" 2>&1 &
       server=$!
       for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/10086) 2>/dev/null && break; sleep 1; done

@@ -29,15 +29,27 @@ Streaming (U2 / U2++ models; wenet_rt.streaming, over include/wenet_rt/streaming
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _core
-from ._core import Config, Error, Result, WordPiece, read_audio
-from .streaming import (MODES, PRECISIONS, EndpointConfig, Sentence, Stream, StreamingConfig, StreamingRecognizer,
-                        StreamingStats, StreamResult, check_common_args)
+if sys.platform.startswith("linux"):
+    # The C++ runtime into the global scope before the module: a toolchain that links libstdc++
+    # statically into _core (seen on the GPU machine) would otherwise leave two copies in the
+    # process, and the module's copy would look up locale facets that the shared one registered
+    # (a crash at the first number parsed). Where the module links the shared one, a no-op.
+    try:
+        ctypes.CDLL("libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        pass
+
+from . import _core  # noqa: E402
+from ._core import Config, Error, Result, WordPiece, read_audio  # noqa: E402
+from .streaming import (MODES, PRECISIONS, EndpointConfig, Sentence, Stream, StreamingConfig,  # noqa: E402
+                        StreamingRecognizer, StreamingStats, StreamResult, check_common_args)
 
 __all__ = ["Recognizer", "Config", "Result", "WordPiece", "Error", "HAS_CUDA", "MODES", "PRECISIONS", "__version__",
            "StreamingRecognizer", "Stream", "StreamResult", "Sentence", "StreamingConfig", "EndpointConfig",

@@ -209,6 +209,12 @@ struct OfflineEngine::Impl {
     std::shared_ptr<std::vector<float>> audio;
     const float* pcm = nullptr;
     int64_t n = 0;
+    if (in.path.empty() && !in.encoded.empty()) {
+      Audio a = decode_audio(in.encoded, rate(), in.key);
+      in.encoded = std::string();
+      in.samples = std::move(a.samples);
+      in.sample_rate = a.sample_rate;
+    }
     if (in.path.empty()) {
       if (in.borrowed != nullptr && in.sample_rate == rate()) {
         pcm = in.borrowed;

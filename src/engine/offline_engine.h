@@ -29,7 +29,9 @@ namespace wenet_rt {
 
 struct EngineInput {
   std::string key;
-  std::string path;            // an audio file; when empty, the samples below
+  std::string path;            // an audio file; when empty, the encoded file or the samples below
+  std::string encoded;         // a whole audio file in memory (WAV, FLAC, ...; an HTTP upload),
+                               // decoded by the engine's threads while planning
   std::vector<float> samples;  // normalized floats at sample_rate
   // Or samples borrowed from the caller (who keeps them alive until run() returns), used in place
   // when already at the model's rate: no copy.

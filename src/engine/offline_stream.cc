@@ -26,17 +26,17 @@ class OfflineStream : public Stream, public std::enable_shared_from_this<Offline
   }
 
   void input_finished() override {
-    BatchRequest request;
+    EngineInput request;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
       finished_ = true;
-      request.input.key = "stream";
-      request.input.samples = std::move(samples_);
-      request.input.sample_rate = batcher_.sample_rate();
+      request.key = "stream";
+      request.samples = std::move(samples_);
+      request.sample_rate = batcher_.sample_rate();
       samples_.clear();
     }
-    if (request.input.samples.empty()) {  // nothing said: an empty final result
+    if (request.samples.empty()) {  // nothing said: an empty final result
       StreamResult r;
       r.is_final = true;
       r.nbest.push_back({});

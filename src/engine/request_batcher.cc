@@ -65,15 +65,15 @@ void RequestBatcher::set_batch_observer(std::function<void(int, double)> observe
   observer_ = std::move(observer);
 }
 
-void RequestBatcher::submit(BatchRequest request, Callback done) {
+void RequestBatcher::submit(EngineInput request, Callback done) {
   std::unique_lock<std::mutex> lock(mu_);
   ++stats_.submitted;
   if (stop_ || int(queue_.size()) >= config_.max_queue) {
     const bool stopping = stop_;
     ++stats_.rejected;
     lock.unlock();
-    done(stopping ? refused(request.input.key, BatchStatus::kShuttingDown, "the server is shutting down")
-                  : refused(request.input.key, BatchStatus::kOverloaded,
+    done(stopping ? refused(request.key, BatchStatus::kShuttingDown, "the server is shutting down")
+                  : refused(request.key, BatchStatus::kOverloaded,
                             fmt::format("overloaded: {} requests are already waiting; retry later", config_.max_queue)));
     return;
   }
@@ -83,7 +83,7 @@ void RequestBatcher::submit(BatchRequest request, Callback done) {
   cv_.notify_one();
 }
 
-std::future<BatchOutcome> RequestBatcher::submit(BatchRequest request) {
+std::future<BatchOutcome> RequestBatcher::submit(EngineInput request) {
   auto promise = std::make_shared<std::promise<BatchOutcome>>();
   auto future = promise->get_future();
   submit(std::move(request), [promise](BatchOutcome out) { promise->set_value(std::move(out)); });
@@ -102,7 +102,7 @@ void RequestBatcher::shutdown(bool drain) {
     }
   }
   cv_.notify_all();
-  for (auto& p : dropped) p.done(refused(p.request.input.key, BatchStatus::kShuttingDown, "the server is shutting down"));
+  for (auto& p : dropped) p.done(refused(p.request.key, BatchStatus::kShuttingDown, "the server is shutting down"));
 }
 
 int RequestBatcher::pending() const {
@@ -135,8 +135,6 @@ void RequestBatcher::work() {
       in_flight_ = int(batch.size());
     }
     run_batch(batch);
-    std::lock_guard<std::mutex> lock(mu_);
-    in_flight_ = 0;
   }
 }
 
@@ -147,25 +145,18 @@ void RequestBatcher::run_batch(std::vector<Pending>& batch) {
   std::vector<size_t> index;  // inputs[j] is batch[index[j]]
   for (size_t i = 0; i < batch.size(); ++i) {
     BatchOutcome& out = outcomes[i];
-    EngineInput& in = batch[i].request.input;
+    EngineInput& in = batch[i].request;
     out.result.key = in.key;
     out.queue_ms = std::chrono::duration<double, std::milli>(start - batch[i].submitted).count();
     try {
-      if (!batch[i].request.encoded.empty()) {
-        Audio a = decode_audio(batch[i].request.encoded, sample_rate_, in.key);
-        batch[i].request.encoded.clear();
-        in.path.clear();
-        in.samples = std::move(a.samples);
-        in.sample_rate = a.sample_rate;
-      } else if (in.path.empty() && in.samples.empty()) {
-        fail("'{}': no audio (no samples, no file)", in.key);
-      }
+      // Encoded uploads are decoded by the engine's threads (in parallel, while planning); only
+      // their headers are read here, for the length limit.
+      if (in.path.empty() && in.encoded.empty() && in.samples.empty()) fail("'{}': no audio (no samples, no file)", in.key);
       if (config_.max_audio_seconds > 0) {
-        double seconds = double(in.samples.size()) / std::max(in.sample_rate, 1);
-        if (!in.path.empty()) {
-          const AudioInfo info = probe_audio(in.path);
-          seconds = double(info.frames) / std::max(info.sample_rate, 1);
-        }
+        const AudioInfo info = !in.path.empty()      ? probe_audio(in.path)
+                               : !in.encoded.empty() ? probe_audio_bytes(in.encoded, in.key)
+                                                     : AudioInfo{(long long)in.samples.size(), in.sample_rate};
+        const double seconds = double(info.frames) / std::max(info.sample_rate, 1);
         if (seconds > config_.max_audio_seconds) {
           out.status = BatchStatus::kTooLong;
           out.result.error = fmt::format("audio too long: {:.1f} s, at most {:g} s per request", seconds,
@@ -204,6 +195,7 @@ void RequestBatcher::run_batch(std::vector<Pending>& batch) {
   std::function<void(int, double)> observer;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    in_flight_ = 0;  // before the callbacks: a caller woken by one sees nothing pending
     ++stats_.batches;
     stats_.max_batch_seen = std::max(stats_.max_batch_seen, int(batch.size()));
     for (const auto& o : outcomes) {

@@ -5,9 +5,9 @@
 //   batcher.submit(std::move(request), [](BatchOutcome out) { ... });   // any thread, never blocks
 //
 // One worker thread takes the first waiting request, waits up to window_ms for more (or until
-// max_batch are waiting), decodes the encoded ones (WAV / FLAC bytes) and runs them through the
-// engine together; each request's outcome goes to its callback on the worker thread (keep it short:
-// hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
+// max_batch are waiting) and runs them through the engine together (uploads in memory are decoded
+// by the engine's threads); each request's outcome goes to its callback on the worker thread (keep
+// it short: hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
 // without bound; shutdown() stops taking requests and drains (or drops) what is queued.
 #pragma once
 
@@ -33,11 +33,6 @@ struct RequestBatcherConfig {
   double max_audio_seconds = 0;   // per request, after decoding; 0 = no limit
   void validate() const;
   std::string describe() const;
-};
-
-struct BatchRequest {
-  EngineInput input;      // path or samples ...
-  std::string encoded;    // ... or, when non-empty, a whole audio file in memory (WAV, FLAC, ...)
 };
 
 enum class BatchStatus { kOk, kBadAudio, kTooLong, kOverloaded, kShuttingDown, kEngineError };
@@ -69,8 +64,8 @@ class RequestBatcher {
 
   // Never blocks on the engine. The callback runs exactly once: on the worker thread, or at once on
   // the calling thread when the request is refused (kOverloaded, kShuttingDown).
-  void submit(BatchRequest request, Callback done);
-  std::future<BatchOutcome> submit(BatchRequest request);
+  void submit(EngineInput request, Callback done);
+  std::future<BatchOutcome> submit(EngineInput request);
 
   // Stops taking requests (new ones get kShuttingDown). drain: the queued requests are still run;
   // otherwise they get kShuttingDown at once. The batch in flight always finishes.
@@ -87,7 +82,7 @@ class RequestBatcher {
 
  private:
   struct Pending {
-    BatchRequest request;
+    EngineInput request;
     Callback done;
     std::chrono::steady_clock::time_point submitted;
   };

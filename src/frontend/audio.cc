@@ -155,6 +155,7 @@ Audio decode_open(SNDFILE* file, const SF_INFO& info, int target_rate, const std
          path, static_cast<long long>(info.frames), audio.samples.size());
   }
   if (audio.samples.empty()) fail("audio file '{}': contains no samples", path);
+  if (target_rate == 0 || target_rate == audio.sample_rate) return audio;  // moved, not copied
   try {
     return resample(audio, target_rate);
   } catch (const Error& e) {
@@ -193,15 +194,32 @@ Audio read_audio(const std::string& path, int target_rate) {
   return decode_open(file.get(), info, target_rate, path);
 }
 
-Audio decode_audio(const std::string& bytes, int target_rate, const std::string& name) {
-  if (bytes.empty()) fail("audio file '{}': the file is empty (0 bytes)", name);
-  MemoryFile mem{&bytes};
+namespace {
+
+// Opens bytes in memory as read_audio opens a file (`mem` must outlive the handle).
+SndfilePtr open_memory(MemoryFile& mem, SF_INFO& info, const std::string& name) {
+  if (mem.bytes->empty()) fail("audio file '{}': the file is empty (0 bytes)", name);
   SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
-  SF_INFO info{};
   SndfilePtr file(sf_open_virtual(&io, SFM_READ, &info, &mem));
   if (!file) fail("audio file '{}': cannot decode it as audio (libsndfile: {})", name, sf_strerror(nullptr));
   check_plausible(name, info);
   if (info.frames == 0) fail("audio file '{}': contains no samples", name);
+  return file;
+}
+
+}  // namespace
+
+AudioInfo probe_audio_bytes(const std::string& bytes, const std::string& name) {
+  MemoryFile mem{&bytes};
+  SF_INFO info{};
+  open_memory(mem, info, name);
+  return {static_cast<long long>(info.frames), info.samplerate};
+}
+
+Audio decode_audio(const std::string& bytes, int target_rate, const std::string& name) {
+  MemoryFile mem{&bytes};
+  SF_INFO info{};
+  SndfilePtr file = open_memory(mem, info, name);
   return decode_open(file.get(), info, target_rate, name);
 }
 

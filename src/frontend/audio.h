@@ -46,6 +46,8 @@ AudioInfo probe_audio(const std::string& path);
 // Decodes a whole audio file held in memory (WAV, FLAC, ... as read_audio), e.g. an HTTP upload;
 // `name` names it in errors. Throws wenet_rt::Error as read_audio does.
 Audio decode_audio(const std::string& bytes, int target_rate, const std::string& name);
+// What such a file's header says, without decoding it (as probe_audio).
+AudioInfo probe_audio_bytes(const std::string& bytes, const std::string& name);
 
 // Wraps samples already in memory (normalized floats), resampling like read_audio.
 Audio audio_from_samples(std::vector<float> samples, int sample_rate, int target_rate);

@@ -126,19 +126,19 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
     if (path == "/v1/audio/transcriptions" || path == "/v1/transcribe") {
       if (method != http::verb::post) return reply(openai_error(405, fmt::format("{} takes POST", path)));
       if (!server_->backends.batcher) return reply(openai_error(503, "offline recognition is not available", "server_error"));
-      BatchRequest request;
+      EngineInput request;
       std::string format;
       const bool openai = path == "/v1/audio/transcriptions";
       try {
         if (openai) {
           TranscriptionRequest t = parse_transcription_form(
               parse_multipart(std::string(req[http::field::content_type]), req.body()));
-          request.input.key = t.filename;
+          request.key = t.filename;
           request.encoded = std::move(t.audio);
           format = t.response_format;
         } else {
           if (req.body().empty()) throw Error("empty body: POST the audio file (WAV, FLAC, ...) as the body");
-          request.input.key = "request";
+          request.key = "request";
           request.encoded = std::move(req.body());
         }
       } catch (const std::exception& e) {

@@ -109,7 +109,7 @@ TEST(OfflineEngine, StatsAccountForTheRun) {
   OfflineEngine engine(load_model_dir(std::string(WENET_SOURCE_DIR) + "/models/demo"),
                        cpu(DecodeMode::kAttentionRescoring));
   auto in = inputs_of(demo_examples());
-  in.push_back({"missing", "/nonexistent/x.wav", {}, 0});
+  in.push_back(EngineInput{.key = "missing", .path = "/nonexistent/x.wav"});
   const auto results = engine.run(std::move(in));
   const EngineStats& s = engine.stats();
   EXPECT_EQ(s.inputs, 6u);

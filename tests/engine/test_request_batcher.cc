@@ -45,7 +45,7 @@ class RequestBatcherTest : public ::testing::Test {
   static void SetUpTestSuite() {
     engine_ = new OfflineEngine(load_model_dir(demo_dir()), config());
     std::vector<EngineInput> in;
-    for (const auto& [key, path] : demo_examples()) in.push_back({key, path, {}, 0});
+    for (const auto& [key, path] : demo_examples()) in.push_back(EngineInput{.key = key, .path = path});
     expected_ = new std::vector<RecognitionResult>(engine_->run(in));
   }
   static void TearDownTestSuite() {
@@ -67,10 +67,10 @@ TEST_F(RequestBatcherTest, ConcurrentRequestsJoinOneBatchWithUnchangedResults) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < files.size(); ++i) {
     threads.emplace_back([&, i] {
-      BatchRequest r;
-      r.input.key = files[i].first;
+      EngineInput r;
+      r.key = files[i].first;
       if (i % 2) r.encoded = slurp(files[i].second);  // half as uploads in memory
-      else r.input.path = files[i].second;
+      else r.path = files[i].second;
       futures[i] = batcher.submit(std::move(r));
     });
   }
@@ -93,7 +93,7 @@ TEST_F(RequestBatcherTest, MaxBatchCutsBatches) {
   RequestBatcher batcher(*engine_, {.window_ms = 1000, .max_batch = 2, .max_queue = 64});
   const auto files = demo_examples();
   std::vector<std::future<BatchOutcome>> futures;
-  for (const auto& [key, path] : files) futures.push_back(batcher.submit({{key, path, {}, 0}, {}}));
+  for (const auto& [key, path] : files) futures.push_back(batcher.submit(EngineInput{.key = key, .path = path}));
   for (size_t i = 0; i < files.size(); ++i) EXPECT_EQ(futures[i].get().result.text, (*expected_)[i].text);
   EXPECT_EQ(batcher.stats().batches, (files.size() + 1) / 2);
   EXPECT_EQ(batcher.stats().max_batch_seen, 2);
@@ -102,9 +102,9 @@ TEST_F(RequestBatcherTest, MaxBatchCutsBatches) {
 TEST_F(RequestBatcherTest, FullQueueAnswersOverloadedAtOnce) {
   RequestBatcher batcher(*engine_, {.window_ms = 2000, .max_batch = 64, .max_queue = 2});
   const auto files = demo_examples();
-  auto a = batcher.submit({{"a", files[0].second, {}, 0}, {}});
-  auto b = batcher.submit({{"b", files[1].second, {}, 0}, {}});
-  auto c = batcher.submit({{"c", files[2].second, {}, 0}, {}});
+  auto a = batcher.submit(EngineInput{.key = "a", .path = files[0].second});
+  auto b = batcher.submit(EngineInput{.key = "b", .path = files[1].second});
+  auto c = batcher.submit(EngineInput{.key = "c", .path = files[2].second});
   ASSERT_EQ(c.wait_for(std::chrono::seconds(0)), std::future_status::ready);  // refused without waiting
   const BatchOutcome oc = c.get();
   EXPECT_EQ(oc.status, BatchStatus::kOverloaded);
@@ -117,19 +117,19 @@ TEST_F(RequestBatcherTest, FullQueueAnswersOverloadedAtOnce) {
 TEST_F(RequestBatcherTest, BadAudioAndTooLongFailAloneInTheirBatch) {
   RequestBatcher batcher(*engine_, {.window_ms = 300, .max_batch = 64, .max_queue = 64, .max_audio_seconds = 8.0});
   const auto files = demo_examples();
-  BatchRequest garbage;
-  garbage.input.key = "garbage";
+  EngineInput garbage;
+  garbage.key = "garbage";
   garbage.encoded = "this is not audio at all, just some text that is long enough";
-  BatchRequest too_long;
-  too_long.input.key = "long";
-  too_long.input.samples = std::vector<float>(16000 * 10, 0.01f);  // every example is shorter than 8 s
-  too_long.input.sample_rate = 16000;
-  BatchRequest none;
-  none.input.key = "none";
+  EngineInput too_long;
+  too_long.key = "long";
+  too_long.samples = std::vector<float>(16000 * 10, 0.01f);  // every example is shorter than 8 s
+  too_long.sample_rate = 16000;
+  EngineInput none;
+  none.key = "none";
   auto g = batcher.submit(std::move(garbage));
   auto l = batcher.submit(std::move(too_long));
   auto n = batcher.submit(std::move(none));
-  auto ok = batcher.submit({{files[4].first, files[4].second, {}, 0}, {}});
+  auto ok = batcher.submit(EngineInput{.key = files[4].first, .path = files[4].second});
   const BatchOutcome og = g.get(), ol = l.get(), on = n.get(), ook = ok.get();
   EXPECT_EQ(og.status, BatchStatus::kBadAudio);
   EXPECT_NE(og.result.error.find("cannot decode"), std::string::npos) << og.result.error;
@@ -143,9 +143,9 @@ TEST_F(RequestBatcherTest, BadAudioAndTooLongFailAloneInTheirBatch) {
 TEST_F(RequestBatcherTest, ShutdownDrainsThenRefuses) {
   RequestBatcher batcher(*engine_, {.window_ms = 2000, .max_batch = 64, .max_queue = 8});
   const auto files = demo_examples();
-  auto a = batcher.submit({{"a", files[0].second, {}, 0}, {}});
+  auto a = batcher.submit(EngineInput{.key = "a", .path = files[0].second});
   batcher.shutdown();  // closes the window early, the queued request still runs
-  auto b = batcher.submit({{"b", files[1].second, {}, 0}, {}});
+  auto b = batcher.submit(EngineInput{.key = "b", .path = files[1].second});
   EXPECT_EQ(b.get().status, BatchStatus::kShuttingDown);
   const BatchOutcome oa = a.get();
   EXPECT_EQ(oa.status, BatchStatus::kOk);

@@ -197,5 +197,26 @@ TEST_F(AudioTest, AbsurdHeader) {
   expect_error(write_bytes("1hz.wav", header + "abcd"), "sample rate");
 }
 
+
+// Uploads held in memory (HTTP): the same header and samples as the file, and the same errors.
+TEST_F(AudioTest, BytesInMemoryDecodeAndProbeAsTheFile) {
+  const std::string file = write_audio("mem.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 8000, 1, sine(440, 8000, 4000));
+  std::ifstream in(file, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const AudioInfo from_file = probe_audio(file), from_bytes = probe_audio_bytes(bytes, "upload");
+  EXPECT_EQ(from_bytes.frames, from_file.frames);
+  EXPECT_EQ(from_bytes.sample_rate, 8000);
+  EXPECT_EQ(decode_audio(bytes, 16000, "upload").samples, read_audio(file, 16000).samples);
+  EXPECT_EQ(decode_audio(bytes, 0, "upload").samples, read_audio(file, 0).samples);
+  for (const std::string& bad : {std::string(), std::string("not audio, just text long enough to look at")}) {
+    try {
+      probe_audio_bytes(bad, "upload");
+      ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'upload'"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace wenet_rt
