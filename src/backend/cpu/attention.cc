@@ -76,9 +76,9 @@ void CpuBackend::attention(const AttentionArgs& a) {
   float* keys = scratch(Bk * H * key_floats);
   float* vals = scratch(Bk * H * val_floats);
   // Ring pools and trie paths: a head's keys and values are not one strided run; gathered here
-  // into contiguous rows [len, dk] per (item, head) first, then packed as contiguous ones are.
-  float* gathered = ring || tree ? scratch(Bk * H * 2 * Tk * dk) : nullptr;
-  pool_.run(Bk * H, [&](int64_t unit, int) {
+  // into contiguous rows [len, dk] (in the thread's scratch) first, then packed as contiguous ones are.
+  float* gathered = ring || tree ? scratch(int64_t(pool_.size()) * 2 * Tk * dk) : nullptr;
+  pool_.run(Bk * H, [&](int64_t unit, int thread) {
     const int64_t b = unit / H, h = unit % H, len = lens[b];
     if (len == 0 || (ragged && qo[b + 1] == qo[b])) return;  // no keys, or no queries to see them
     float* kp = keys + unit * key_floats;
@@ -88,7 +88,7 @@ void CpuBackend::attention(const AttentionArgs& a) {
     if (gathered) {
       const int64_t R = a.ring_rows, slot_row = ring ? key_row0[b] - key_row0[b] % R : 0;
       const int64_t first = ring ? key_row0[b] % R : 0;
-      float* gk = gathered + unit * 2 * Tk * dk;
+      float* gk = gathered + thread * 2 * Tk * dk;
       float* gv = gk + Tk * dk;
       for (int64_t j = 0; j < len; ++j) {
         const int64_t row = ring ? slot_row + (first + j) % R : key_rows[b * Tk + j];
