@@ -9,7 +9,6 @@
 
 #include "common/backends.h"
 #include "common/golden.h"
-#include "decode/attention_rescoring.h"
 #include "graph/asr_model.h"
 #include "model/model_dir.h"
 
@@ -193,98 +192,6 @@ TEST_P(ModelGoldens, TopKAndTargetScoresAreEntriesOfTheFullOutputs) {
     EXPECT_LE(worst, tol) << (r2l ? "r2l" : "l2r");
     std::printf("%s %s: target scores%s vs decode() a0 %.3g\n", std::filesystem::path(c.dir).filename().c_str(),
                 backend->name().c_str(), r2l ? " (r2l)" : "", worst);
-  }
-}
-
-// Prefix sharing (backends with supports_prefix_tries()): the golden N-bests plus hypotheses that
-// share their prefixes and suffixes, scored through tries, must give the row-by-row decoder's
-// scores, and WeNet's / the reference's log-probs for the golden hypotheses.
-TEST_P(ModelGoldens, TrieScoresEqualRowByRowScoresAndGoldens) {
-  const Case& c = GetParam();
-  auto backend = make_test_backend(c.backend);
-  if (!backend) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  if (!backend->supports_prefix_tries()) GTEST_SKIP() << backend->name() << " decodes no prefix tries";
-  const ModelDir model = load_model_dir(c.dir);
-  AsrModel asr(model, *backend);
-  Goldens g(c.dir);
-  const HostTensor feats = g.load("feats"), feats_lens = g.load("feats_lens");
-  const int B = int(feats.shape()[0]), T = int(feats.shape()[1]), V = model.config.vocab_size;
-  const int sos = model.config.sos_id, eos = model.config.eos_id;
-  std::vector<std::vector<Hypothesis>> nbest(static_cast<size_t>(B));
-  std::vector<size_t> golden_count;
-  for (int b = 0; b < B; ++b) {
-    const HostTensor h = g.load("utt" + std::to_string(b) + "_hyps_in");
-    const HostTensor hl = g.load("utt" + std::to_string(b) + "_hyps_in_lens");
-    const int n = int(h.shape()[0]), L = int(h.shape()[1]);
-    for (int i = 0; i < n; ++i) {
-      const int32_t* row = h.data<int32_t>() + i * L;
-      nbest[size_t(b)].push_back({std::vector<int>(row + 1, row + hl.data<int32_t>()[i]), 0.0});
-    }
-    golden_count.push_back(nbest[size_t(b)].size());
-    // Hypotheses that branch off the first one: its first half, and it with the last token changed
-    // (shares all but the last position l2r, nothing but <eos> r2l), its last half (a suffix).
-    const std::vector<int> first = nbest[size_t(b)][0].tokens;
-    const size_t half = first.size() / 2;
-    std::vector<int> changed = first;
-    if (!changed.empty()) changed.back() = (changed.back() + 1) % (V - 1);
-    for (const std::vector<int>& t : {std::vector<int>(first.begin(), first.begin() + long(half)), changed,
-                                      std::vector<int>(first.begin() + long(half), first.end())})
-      nbest[size_t(b)].push_back({t, 0.0});
-  }
-  size_t N = 0;
-  int width = 1;
-  for (const auto& h : nbest) N = std::max(N, h.size()), width = std::max(width, decoder_input_width(h));
-  const int64_t M = int64_t(B) * int64_t(N);
-  const auto ints = [&](const std::vector<int>& v, std::initializer_list<int64_t> shape) {
-    Tensor t = backend->alloc(shape, DType::kI32);
-    backend->copy_in(v.data(), t);
-    return t;
-  };
-  for (const bool r2l : {false, true}) {
-    if (r2l && !asr.has_right_decoder()) continue;
-    SCOPED_TRACE(r2l ? "r2l" : "l2r");
-    backend->reset_arena();
-    const EncoderOutput enc = asr.encode(feats.data<float>(), B, T, feats_lens.data<int32_t>());
-    std::vector<int> ids(size_t(M) * size_t(width), eos), lens(size_t(M), 1), targets(ids.size(), -1);
-    for (int b = 0; b < B; ++b) {
-      for (size_t n = 0; n < N; ++n) ids[(size_t(b) * N + n) * size_t(width)] = sos;
-      build_decoder_inputs(nbest[size_t(b)], sos, eos, r2l, width, ids.data() + size_t(b) * N * size_t(width),
-                           lens.data() + size_t(b) * N);
-      build_decoder_targets(nbest[size_t(b)], eos, r2l, width, targets.data() + size_t(b) * N * size_t(width));
-    }
-    const Tensor d_targets = ints(targets, {M, width});
-    std::vector<float> dense(targets.size()), shared(targets.size());
-    backend->copy_out(asr.decode_scores(enc, ints(ids, {M, width}), ints(lens, {M}), d_targets, r2l), dense.data());
-    DecoderTrie trie;
-    build_decoder_trie(nbest, N, sos, r2l, width, trie);
-    DecoderTrieRows rows;
-    rows.ids = ints(trie.ids, {trie.nodes()});
-    rows.positions = ints(trie.positions, {trie.nodes()});
-    rows.utt_offsets = ints(trie.utt_offsets, {B + 1});
-    rows.added_offsets = ints(trie.added_offsets, {M + 1});
-    rows.paths = ints(trie.paths, {M, width});
-    rows.path_lens = ints(trie.path_lens, {M});
-    backend->copy_out(asr.decode_scores(enc, rows, d_targets, r2l), shared.data());
-    double worst = 0, worst_golden = 0;
-    for (size_t i = 0; i < dense.size(); ++i) worst = std::max(worst, double(std::abs(dense[i] - shared[i])));
-    const std::string name = r2l ? "_r_decoder_log_probs" : "_decoder_log_probs";
-    for (int b = 0; b < B; ++b) {
-      const HostTensor want = g.load("utt" + std::to_string(b) + name);
-      const int Lb = int(want.shape()[1]);
-      for (size_t n = 0; n < golden_count[size_t(b)]; ++n)
-        for (int j = 0; j < Lb; ++j) {
-          const size_t i = (size_t(b) * N + n) * size_t(width) + size_t(j);
-          if (targets[i] < 0) continue;
-          const float w = want.data<float>()[(n * size_t(Lb) + size_t(j)) * size_t(V) + size_t(targets[i])];
-          worst_golden = std::max(worst_golden, double(std::abs(shared[i] - w)));
-        }
-    }
-    EXPECT_LE(worst, 1e-4) << "trie vs row by row";
-    EXPECT_LE(worst_golden, 1e-4) << "trie vs golden log-probs";
-    std::printf("%s %s: %d trie nodes for %lld positions; trie vs row by row%s a0 %.3g, vs goldens a0 %.3g\n",
-                std::filesystem::path(c.dir).filename().c_str(), backend->name().c_str(), trie.nodes(),
-                static_cast<long long>(std::count_if(targets.begin(), targets.end(), [](int t) { return t >= 0; })),
-                r2l ? " (r2l)" : "", worst, worst_golden);
   }
 }
 
