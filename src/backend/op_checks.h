@@ -112,8 +112,8 @@ inline void check_attention_trie(const AttentionArgs& a) {
                 "attention: expected key_rows int32 [{}, Tk] (contiguous), got {} rank {}", Bk,
                 dtype_name(a.key_rows.dtype), a.key_rows.rank);
     WENET_CHECK(a.k.rank == 2 && a.v.rank == 2 && a.k.rows() == a.v.rows(),
-                "attention: with key_rows, expected k and v [rows, {}], got rank {} [{} rows] and rank {} [{} rows]", HD,
-                a.k.rank, a.k.rows(), a.v.rank, a.v.rows());
+                "attention: with key_rows, expected k and v [rows, {}], got rank {} [{} rows] and rank {} [{} rows]",
+                HD, a.k.rank, a.k.rows(), a.v.rank, a.v.rows());
   } else {
     WENET_CHECK(a.k.rank == 3 && a.k.dim(0) == Bk && a.v.rank == 3 && a.v.dim(0) == Bk && a.v.dim(1) == a.k.dim(1),
                 "attention: expected k and v [{}, Tk, {}] (one item per query range)", Bk, HD);

@@ -60,7 +60,11 @@ RescoreOptions rescore_options(float ctc_weight, float rescoring_weight, float r
 }
 
 BatchRescorer::BatchRescorer(AsrModel& asr, const RescoreOptions& opts, int sos, int eos, bool share_prefixes)
-    : asr_(asr), opts_(opts), sos_(sos), eos_(eos), share_prefixes_(share_prefixes && asr.backend().supports_prefix_tries()) {}
+    : asr_(asr),
+      opts_(opts),
+      sos_(sos),
+      eos_(eos),
+      share_prefixes_(share_prefixes && asr.backend().supports_prefix_tries()) {}
 
 void BatchRescorer::reserve(size_t hyps, int width) {
   Backend& be = asr_.backend();
@@ -119,7 +123,8 @@ void BatchRescorer::enqueue(const EncoderOutput& enc, const std::vector<std::vec
     // hypotheses are padded with empty ones (<sos> <eos>..., the root of a trie) never read.
     int* targets = targets_[reverse].get<int>(be, cells);
     std::fill(targets, targets + cells, -1);
-    for (size_t i = 0; i < B; ++i) build_decoder_targets(nbest[i], eos_, reverse, width, targets + i * N * size_t(width));
+    for (size_t i = 0; i < B; ++i)
+      build_decoder_targets(nbest[i], eos_, reverse, width, targets + i * N * size_t(width));
     be.copy_in(targets, d_targets);
     Tensor scores;
     if (share_prefixes_) {

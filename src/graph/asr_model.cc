@@ -542,7 +542,8 @@ Tensor AsrModel::decode_scores(const EncoderOutput& enc, const DecoderTrieRows& 
                                bool right_to_left) {
   WENET_CHECK(backend_.supports_prefix_tries(), "decode_scores: the {} backend does not decode prefix tries",
               backend_.name());
-  WENET_CHECK(trie.paths.rank == 2 && trie.ids.rank == 1, "decode_scores: expected trie paths [B * N, L] and ids [nodes]");
+  WENET_CHECK(trie.paths.rank == 2 && trie.ids.rank == 1,
+              "decode_scores: expected trie paths [B * N, L] and ids [nodes]");
   const Decoder& dec = pick_decoder(enc, trie.paths.dim(0), trie.paths.dim(1), right_to_left);
   const int64_t M = trie.paths.numel(), nodes = trie.ids.numel(), d = config_.encoder.output_size;
   WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == M, "decode_scores: expected int32 targets [{}, {}]",

@@ -130,7 +130,8 @@ TEST_F(CpuTrieOps, TreePathsEqualEachPathDecodedWhole) {
     const int64_t len = int64_t(paths[p].size()), n = added[p + 1] - added[p];
     if (n == 0) continue;
     std::vector<float> whole;  // the path's rows of qkv, in order
-    for (int32_t r : paths[p]) whole.insert(whole.end(), qkv_host.begin() + r * 3 * kHD, qkv_host.begin() + (r + 1) * 3 * kHD);
+    for (int32_t r : paths[p])
+      whole.insert(whole.end(), qkv_host.begin() + r * 3 * kHD, qkv_host.begin() + (r + 1) * 3 * kHD);
     const Tensor w = tensor(whole, {1, len, 3 * kHD});
     AttentionArgs one;
     one.q = w.col_slice(0, kHD);
@@ -160,10 +161,12 @@ TEST_F(CpuTrieOps, EmbedAtPositions) {
     seq[size_t(positions[m])] = ids[m];
     Tensor dense = be_->alloc({1, T, D}, DType::kF32);
     be_->embed(ints(seq, {1, T}), table, 2.f, pos, dense);
-    expect_same_bits(rows_of(got, D, int64_t(m), 1), rows_of(out(dense), D, positions[m], 1), "id " + std::to_string(m));
+    expect_same_bits(rows_of(got, D, int64_t(m), 1), rows_of(out(dense), D, positions[m], 1),
+                     "id " + std::to_string(m));
   }
   const Tensor past = ints({0, 1, 8, 2, 7});
-  expect_error([&] { be_->embed(ints(ids), table, 2.f, pos, y, &past); }, {"embed: position 8 outside the table's [0, 8)"});
+  expect_error([&] { be_->embed(ints(ids), table, 2.f, pos, y, &past); },
+               {"embed: position 8 outside the table's [0, 8)"});
   const Tensor short_positions = ints({0, 1});
   expect_error([&] { be_->embed(ints(ids), table, 2.f, pos, y, &short_positions); },
                {"expected positions int32 [5]", "2 values"});

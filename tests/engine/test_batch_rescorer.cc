@@ -23,11 +23,11 @@ namespace {
 namespace fs = std::filesystem;
 
 // Rescores `nbest` of `enc` with and without prefix sharing; returns both results.
-std::array<std::vector<std::vector<Hypothesis>>, 2> rescore_both_ways(AsrModel& asr, const ModelDir& model,
-                                                                      const RescoreOptions& opts,
-                                                                      const EncoderOutput& enc,
-                                                                      const std::vector<std::vector<Hypothesis>>& nbest) {
-  std::array<std::vector<std::vector<Hypothesis>>, 2> got = {nbest, nbest};
+using NBests = std::vector<std::vector<Hypothesis>>;
+
+std::array<NBests, 2> rescore_both_ways(AsrModel& asr, const ModelDir& model, const RescoreOptions& opts,
+                                        const EncoderOutput& enc, const NBests& nbest) {
+  std::array<NBests, 2> got = {nbest, nbest};
   for (const bool share : {false, true}) {
     BatchRescorer r(asr, opts, model.config.sos_id, model.config.eos_id, share);
     r.enqueue(enc, nbest);
@@ -37,7 +37,7 @@ std::array<std::vector<std::vector<Hypothesis>>, 2> rescore_both_ways(AsrModel& 
   return got;
 }
 
-void expect_same_scores(const std::array<std::vector<std::vector<Hypothesis>>, 2>& got) {
+void expect_same_scores(const std::array<NBests, 2>& got) {
   for (size_t b = 0; b < got[0].size(); ++b)
     for (size_t n = 0; n < got[0][b].size(); ++n) {
       EXPECT_EQ(got[0][b][n].rescore, got[1][b][n].rescore) << "utterance " << b << " hypothesis " << n;
@@ -111,7 +111,8 @@ TEST(BatchRescorer, DemoExamplesSharedPrefixesGiveTheRowByRowScores) {
   }
   const int T = *std::max_element(frames.begin(), frames.end());
   std::vector<float> padded(size_t(B) * size_t(T) * size_t(F), 0.f);
-  for (int b = 0; b < B; ++b) std::copy(feats[size_t(b)].begin(), feats[size_t(b)].end(), padded.begin() + long(b) * T * F);
+  for (int b = 0; b < B; ++b)
+    std::copy(feats[size_t(b)].begin(), feats[size_t(b)].end(), padded.begin() + long(b) * T * F);
 
   const EncoderOutput enc = asr.encode(padded.data(), B, T, frames.data());
   const int k = 10;
