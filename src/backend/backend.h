@@ -53,6 +53,14 @@ struct AttentionArgs {
   // (pos: the whole position table). Bk = key_lens' length; key_lens[b] <= ring_rows; not causal.
   Tensor kv_slot, key_start;  // i32 [Bk]
   int ring_rows = 0;          // 0: the contiguous [Bk, Tk, H*dk] layout above
+  // Rows of a prefix trie (the rescoring decoder computes each distinct prefix of an N-best once;
+  // backends with supports_prefix_tries()). When query_offsets.data != nullptr, q and out are 2-D
+  // [rows, H*dk] and item b's queries are rows query_offsets[b] .. query_offsets[b + 1] - 1
+  // (i32 [Bk + 1]; queries_per_kv = 1; Bk = key_lens' length). When key_rows.data != nullptr
+  // too, k and v are 2-D and key j < key_lens[b] of item b is row key_rows[b, j] (i32 [Bk, Tk]);
+  // else item b's keys are k[b] as above. causal: item b's n queries are its last n key
+  // positions, query i at position key_lens[b] - n + i (a node's ancestors are the keys before it).
+  Tensor query_offsets, key_rows;
 };
 
 // The conformer convolution module between its two pointwise convolutions:
@@ -143,6 +151,10 @@ class Backend {
     synchronize();
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
+  // Whether the ops take the layouts of a prefix-trie decoder (AttentionArgs::query_offsets /
+  // key_rows, embed's positions, linear_log_softmax_gather's rows); else the graph decodes every
+  // hypothesis row by row.
+  virtual bool supports_prefix_tries() const { return false; }
   // Profiling (backends that support it time each kernel; run_cached then runs eagerly).
   virtual void set_profiling(bool on) { (void)on; }
   virtual std::vector<KernelTime> take_profile() { return {}; }  // since set_profiling(true); synchronizes
@@ -175,8 +187,9 @@ class Backend {
   // y[b, t, :] = x[b, t, :] * scale + (pos ? pos[t, :] : 0)    (pos: [>=T, D])
   virtual void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) = 0;
   // y[b, t, :] = table[ids[b, t], :] * scale + pos[t, :]        (ids i32 [B, T])
-  virtual void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos,
-                     const Tensor& y) = 0;
+  // With positions (i32, ids' shape; supports_prefix_tries()): pos[positions[b, t], :] instead.
+  virtual void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y,
+                     const Tensor* positions = nullptr) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
   virtual void conv_module(const ConvModuleArgs& a, Activation act) = 0;
   // Ring pools: per stream slot s, the last R (ring_rows) frames of a per-frame quantity (the
@@ -209,8 +222,10 @@ class Backend {
   // (CUDA FP16: one fused kernel, projection + online log-sum-exp + gather).
   // Targets outside [-1, vocab) are an error on cpu; cuda, which cannot check them without a
   // synchronization, writes NaN for them.
+  // With rows (i32, targets' length; supports_prefix_tries()): out[m] scores row rows[m] of x
+  // (rows of a prefix trie, where hypotheses that share a prefix share its rows).
   virtual void linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab,
-                                         const Tensor& targets, const Tensor& out) = 0;
+                                         const Tensor& targets, const Tensor& out, const Tensor* rows = nullptr) = 0;
 };
 
 inline Backend::HostMemory Backend::alloc_host(size_t bytes) {

@@ -6,6 +6,12 @@
 
 namespace wenet_rt {
 
+inline void check_i32_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
+  WENET_CHECK(t.data && t.dtype == DType::kI32 && t.numel() == n && (t.ld == 0 || t.ld == t.cols()),
+              "{}: expected {} int32 [{}] (contiguous), got {} [{} values]", op, what, n, dtype_name(t.dtype),
+              t.data ? t.numel() : 0);
+}
+
 inline void check_log_softmax_top_k(const Tensor& x, int blank, const Tensor& top_ids, const Tensor& top_logp,
                                     const Tensor& blank_logp) {
   const int64_t M = x.rows(), V = x.cols(), k = top_ids.cols();
@@ -24,8 +30,9 @@ inline void check_log_softmax_top_k(const Tensor& x, int blank, const Tensor& to
 }
 
 inline void check_linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
-                                            const Tensor& out) {
-  const int64_t M = x.rows(), K = x.cols();
+                                            const Tensor& out, const Tensor* rows = nullptr) {
+  const int64_t M = rows ? rows->numel() : x.rows(), K = x.cols();
+  if (rows) check_i32_vector(*rows, M, "linear_log_softmax_gather", "rows");
   WENET_CHECK(w.w.rank == 2 && w.w.dim(1) == K && (w.w.ld == 0 || w.w.ld == K),
               "linear_log_softmax_gather: expected W [N, {}] (contiguous), got [{}, {}]", K, w.w.dim(0),
               w.w.rank > 1 ? w.w.dim(1) : 0);
@@ -40,12 +47,6 @@ inline void check_linear_log_softmax_gather(const Tensor& x, const LinearWeights
   WENET_CHECK(out.dtype == DType::kF32 && out.numel() == M && (out.ld == 0 || out.ld == out.cols()),
               "linear_log_softmax_gather: expected out float32 [{}] (contiguous), got {} [{} values]", M,
               dtype_name(out.dtype), out.numel());
-}
-
-inline void check_i32_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
-  WENET_CHECK(t.data && t.dtype == DType::kI32 && t.numel() == n && (t.ld == 0 || t.ld == t.cols()),
-              "{}: expected {} int32 [{}] (contiguous), got {} [{} values]", op, what, n, dtype_name(t.dtype),
-              t.data ? t.numel() : 0);
 }
 
 // The per-item ring arguments of ring_write / ring_read (backend.h) for a batch of B items of C columns.
@@ -92,6 +93,31 @@ inline void check_attention_ring(const AttentionArgs& a) {
   WENET_CHECK(a.queries_per_kv >= 1 && a.q.rank == 3 && a.q.dim(0) == Bk * a.queries_per_kv,
               "attention: {} query batches for {} items x {} queries_per_kv", a.q.rank == 3 ? a.q.dim(0) : -1, Bk,
               a.queries_per_kv);
+}
+
+// attention() over the rows of a prefix trie (a.query_offsets set): the shapes of the fields.
+inline void check_attention_trie(const AttentionArgs& a) {
+  const int64_t Bk = a.key_lens.numel(), HD = a.q.cols();
+  check_i32_vector(a.key_lens, Bk, "attention", "key_lens");
+  check_i32_vector(a.query_offsets, Bk + 1, "attention", "query_offsets");
+  WENET_CHECK(a.ring_rows == 0 && a.queries_per_kv == 1,
+              "attention: query_offsets take neither ring_rows nor queries_per_kv, got {} and {}", a.ring_rows,
+              a.queries_per_kv);
+  WENET_CHECK(a.q.rank == 2 && a.out.rank == 2 && a.out.rows() == a.q.rows() && a.out.cols() == HD,
+              "attention: with query_offsets, expected q and out [rows, {}], got rank {} [{}, {}] and rank {} [{}, {}]",
+              HD, a.q.rank, a.q.rows(), HD, a.out.rank, a.out.rows(), a.out.cols());
+  if (a.key_rows.data) {
+    WENET_CHECK(a.key_rows.dtype == DType::kI32 && a.key_rows.rank == 2 && a.key_rows.dim(0) == Bk &&
+                    (a.key_rows.ld == 0 || a.key_rows.ld == a.key_rows.cols()),
+                "attention: expected key_rows int32 [{}, Tk] (contiguous), got {} rank {}", Bk,
+                dtype_name(a.key_rows.dtype), a.key_rows.rank);
+    WENET_CHECK(a.k.rank == 2 && a.v.rank == 2 && a.k.rows() == a.v.rows(),
+                "attention: with key_rows, expected k and v [rows, {}], got rank {} [{} rows] and rank {} [{} rows]",
+                HD, a.k.rank, a.k.rows(), a.v.rank, a.v.rows());
+  } else {
+    WENET_CHECK(a.k.rank == 3 && a.k.dim(0) == Bk && a.v.rank == 3 && a.v.dim(0) == Bk && a.v.dim(1) == a.k.dim(1),
+                "attention: expected k and v [{}, Tk, {}] (one item per query range)", Bk, HD);
+  }
 }
 
 // conv_module()'s streaming fields (left context, zero_beyond_lens) for x [B, T, 2D], kernel K.

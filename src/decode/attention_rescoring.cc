@@ -46,6 +46,56 @@ void build_decoder_targets(const std::vector<Hypothesis>& hyps, int eos, bool re
   }
 }
 
+void build_decoder_trie(const std::vector<std::vector<Hypothesis>>& nbest, size_t N, int sos, bool reverse, int width,
+                        DecoderTrie& trie) {
+  trie.ids.clear();
+  trie.positions.clear();
+  trie.utt_offsets.assign(1, 0);
+  trie.added_offsets.assign(1, 0);
+  trie.paths.assign(nbest.size() * N * size_t(width), 0);
+  trie.path_lens.assign(nbest.size() * N, 1);
+  // Children of a node as a linked list (an N-best rarely branches more than a few ways).
+  std::vector<int> first_child, next_sibling;
+  auto add_node = [&](int id, int position) {
+    trie.ids.push_back(id);
+    trie.positions.push_back(position);
+    first_child.push_back(-1);
+    next_sibling.push_back(-1);
+    return trie.nodes() - 1;
+  };
+  for (size_t b = 0; b < nbest.size(); ++b) {
+    WENET_CHECK(nbest[b].size() <= N, "build_decoder_trie: utterance {} has {} hypotheses, expected at most {}", b,
+                nbest[b].size(), N);
+    const int root = add_node(sos, 0);
+    for (size_t n = 0; n < N; ++n) {
+      int* path = trie.paths.data() + (b * N + n) * size_t(width);
+      std::fill(path, path + width, root);
+      if (n < nbest[b].size()) {
+        const std::vector<int>& tokens = nbest[b][n].tokens;
+        const int len = int(tokens.size());
+        WENET_CHECK(len + 1 <= width, "build_decoder_trie: hypothesis {} of utterance {} has {} tokens, expected at "
+                    "most width - 1 = {}", n, b, len, width - 1);
+        int node = root;
+        for (int j = 0; j < len; ++j) {
+          const int id = reverse ? tokens[size_t(len - 1 - j)] : tokens[size_t(j)];
+          int child = first_child[size_t(node)];
+          while (child >= 0 && trie.ids[size_t(child)] != id) child = next_sibling[size_t(child)];
+          if (child < 0) {
+            child = add_node(id, j + 1);
+            next_sibling[size_t(child)] = first_child[size_t(node)];
+            first_child[size_t(node)] = child;
+          }
+          node = path[j + 1] = child;
+        }
+        trie.path_lens[b * N + n] = len + 1;
+      }
+      // The root belongs to the utterance's first hypothesis row.
+      trie.added_offsets.push_back(trie.nodes());
+    }
+    trie.utt_offsets.push_back(trie.nodes());
+  }
+}
+
 int attention_rescore_targets(std::vector<Hypothesis>& hyps, const float* l2r, const float* r2l, int width,
                               const RescoreOptions& opts) {
   opts.validate();

@@ -41,6 +41,30 @@ void build_decoder_inputs(const std::vector<Hypothesis>& hyps, int sos, int eos,
 // j = len, and -1 (not scored) past it.
 void build_decoder_targets(const std::vector<Hypothesis>& hyps, int eos, bool reverse, int width, int* targets);
 
+// The decoder inputs of a batch of N-bests as prefix tries, for a decoder that computes each
+// distinct prefix once (Backend::supports_prefix_tries()). A causal decoder's output at position j
+// depends only on the inputs 0..j, so the hypotheses of an utterance that share a prefix (l2r) or
+// a suffix (r2l, whose input is reversed) share those rows: one node per distinct input prefix.
+// Nodes of utterance b: its root (<sos>), then the nodes hypothesis 0 adds, then those hypothesis
+// 1 adds, ...: what a hypothesis adds is the end of its path, consecutive rows (its attention
+// queries), and its earlier positions are nodes of earlier hypotheses (keys it reads).
+struct DecoderTrie {
+  std::vector<int> ids;            // [nodes] the input token of each node (<sos> at a root)
+  std::vector<int> positions;      // [nodes] its position (depth; 0 at a root)
+  std::vector<int> utt_offsets;    // [B + 1] utterance b's nodes: utt_offsets[b] .. utt_offsets[b + 1] - 1
+  std::vector<int> added_offsets;  // [B * N + 1] the nodes hypothesis row i adds
+  std::vector<int> paths;          // [B * N][width] node of each input position (the root past the end)
+  std::vector<int> path_lens;      // [B * N] len(tokens) + 1
+  int nodes() const { return int(ids.size()); }
+};
+
+// Builds `trie` (reusing its capacity) for nbest[b], b < B, as hypothesis rows b * N + n; rows
+// past nbest[b].size() are empty hypotheses (their path is the root alone). width as
+// decoder_input_width(); reverse for the right-to-left decoder. The targets of each row are
+// build_decoder_targets()'s: position j of row i scores node paths[i][j].
+void build_decoder_trie(const std::vector<std::vector<Hypothesis>>& nbest, size_t N, int sos, bool reverse, int width,
+                        DecoderTrie& trie);
+
 // Scores every hypothesis from the log-probs of its own targets, `l2r` (and `r2l` when
 // reverse_weight > 0) [hyps.size()][width] as built above. Sums in the same order as the
 // full-vocabulary overload below, so both give identical scores. Returns the best index.

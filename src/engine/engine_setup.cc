@@ -59,8 +59,12 @@ RescoreOptions rescore_options(float ctc_weight, float rescoring_weight, float r
   return r;
 }
 
-BatchRescorer::BatchRescorer(AsrModel& asr, const RescoreOptions& opts, int sos, int eos)
-    : asr_(asr), opts_(opts), sos_(sos), eos_(eos) {}
+BatchRescorer::BatchRescorer(AsrModel& asr, const RescoreOptions& opts, int sos, int eos, bool share_prefixes)
+    : asr_(asr),
+      opts_(opts),
+      sos_(sos),
+      eos_(eos),
+      share_prefixes_(share_prefixes && asr.backend().supports_prefix_tries()) {}
 
 void BatchRescorer::reserve(size_t hyps, int width) {
   Backend& be = asr_.backend();
@@ -72,6 +76,24 @@ void BatchRescorer::reserve(size_t hyps, int width) {
   }
   l2r_.get<float>(be, cells);
   if (opts_.reverse_weight > 0) r2l_.get<float>(be, cells);
+}
+
+DecoderTrieRows BatchRescorer::upload_trie(const DecoderTrie& trie, int width) {
+  Backend& be = asr_.backend();
+  const auto ints = [&](const std::vector<int>& v, std::initializer_list<int64_t> shape) {
+    Tensor t = be.alloc(shape, DType::kI32);
+    be.copy_in(v.data(), t);
+    return t;
+  };
+  const int64_t nodes = trie.nodes(), rows = int64_t(trie.path_lens.size());
+  DecoderTrieRows r;
+  r.ids = ints(trie.ids, {nodes});
+  r.positions = ints(trie.positions, {nodes});
+  r.utt_offsets = ints(trie.utt_offsets, {int64_t(trie.utt_offsets.size())});
+  r.added_offsets = ints(trie.added_offsets, {rows + 1});
+  r.paths = ints(trie.paths, {rows, width});
+  r.path_lens = ints(trie.path_lens, {rows});
+  return r;
 }
 
 void BatchRescorer::enqueue(const EncoderOutput& enc, const std::vector<std::vector<Hypothesis>>& nbest) {
@@ -86,28 +108,39 @@ void BatchRescorer::enqueue(const EncoderOutput& enc, const std::vector<std::vec
   rows_ = int(N);
   width_ = width;
   if (rows == 0) return;
-  int* lens = lens_.get<int>(be, rows);
-  std::fill(lens, lens + rows, 1);
-  Tensor d_ids = be.alloc({int64_t(rows), width}, DType::kI32);
-  Tensor d_lens = be.alloc({int64_t(rows)}, DType::kI32);
   Tensor d_targets = be.alloc({int64_t(rows), width}, DType::kI32);
+  Tensor d_ids, d_lens;
+  int* lens = nullptr;
+  if (!share_prefixes_) {
+    d_ids = be.alloc({int64_t(rows), width}, DType::kI32);
+    d_lens = be.alloc({int64_t(rows)}, DType::kI32);
+    lens = lens_.get<int>(be, rows);
+    std::fill(lens, lens + rows, 1);
+  }
   for (const bool reverse : {false, true}) {
     if (reverse && opts_.reverse_weight <= 0.f) break;
-    // Each direction has its own host inputs: the copies are asynchronous.
-    int* ids = ids_[reverse].get<int>(be, cells);
+    // Each direction has its own host inputs: the copies are asynchronous. Utterances with fewer
+    // hypotheses are padded with empty ones (<sos> <eos>..., the root of a trie) never read.
     int* targets = targets_[reverse].get<int>(be, cells);
-    // Utterances with fewer hypotheses are padded with empty ones (<sos> <eos>...) never read.
-    std::fill(ids, ids + cells, eos_);
     std::fill(targets, targets + cells, -1);
-    for (size_t i = 0; i < B; ++i) {
-      for (size_t n = 0; n < N; ++n) ids[(i * N + n) * size_t(width)] = sos_;
-      build_decoder_inputs(nbest[i], sos_, eos_, reverse, width, ids + i * N * size_t(width), lens + i * N);
+    for (size_t i = 0; i < B; ++i)
       build_decoder_targets(nbest[i], eos_, reverse, width, targets + i * N * size_t(width));
-    }
-    be.copy_in(ids, d_ids);
-    if (!reverse) be.copy_in(lens, d_lens);
     be.copy_in(targets, d_targets);
-    const Tensor scores = asr_.decode_scores(enc, d_ids, d_lens, d_targets, reverse);
+    Tensor scores;
+    if (share_prefixes_) {
+      build_decoder_trie(nbest, N, sos_, reverse, width, tries_[reverse]);
+      scores = asr_.decode_scores(enc, upload_trie(tries_[reverse], width), d_targets, reverse);
+    } else {
+      int* ids = ids_[reverse].get<int>(be, cells);
+      std::fill(ids, ids + cells, eos_);
+      for (size_t i = 0; i < B; ++i) {
+        for (size_t n = 0; n < N; ++n) ids[(i * N + n) * size_t(width)] = sos_;
+        build_decoder_inputs(nbest[i], sos_, eos_, reverse, width, ids + i * N * size_t(width), lens + i * N);
+      }
+      be.copy_in(ids, d_ids);
+      if (!reverse) be.copy_in(lens, d_lens);
+      scores = asr_.decode_scores(enc, d_ids, d_lens, d_targets, reverse);
+    }
     be.copy_out_async(scores, (reverse ? r2l_ : l2r_).get<float>(be, cells));
   }
 }

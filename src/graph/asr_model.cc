@@ -483,11 +483,8 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const int* hyps_in, const int*
   return decode(enc, ids, lens, right_to_left);
 }
 
-const AsrModel::Decoder& AsrModel::pick_decoder(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens,
+const AsrModel::Decoder& AsrModel::pick_decoder(const EncoderOutput& enc, int64_t num_hyps, int64_t hyp_len,
                                                 bool right_to_left) const {
-  WENET_CHECK(ids.rank == 2 && ids.dtype == DType::kI32 && lens.dtype == DType::kI32 && lens.numel() == ids.dim(0),
-              "decode: expected int32 hypotheses [N, L] and lengths [N]");
-  const int num_hyps = int(ids.dim(0)), hyp_len = int(ids.dim(1));
   const Decoder* dec = right_to_left ? right_decoder_.get() : decoder_.get();
   WENET_CHECK(dec, "this model has no right-to-left decoder");
   WENET_CHECK(num_hyps > 0 && num_hyps % enc.batch == 0, "{} hypotheses for a batch of {}", num_hyps, enc.batch);
@@ -495,8 +492,18 @@ const AsrModel::Decoder& AsrModel::pick_decoder(const EncoderOutput& enc, const 
   return *dec;
 }
 
+namespace {
+
+void check_hyps(const Tensor& ids, const Tensor& lens) {
+  WENET_CHECK(ids.rank == 2 && ids.dtype == DType::kI32 && lens.dtype == DType::kI32 && lens.numel() == ids.dim(0),
+              "decode: expected int32 hypotheses [N, L] and lengths [N]");
+}
+
+}  // namespace
+
 Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) {
-  const Decoder& dec = pick_decoder(enc, ids, lens, right_to_left);
+  check_hyps(ids, lens);
+  const Decoder& dec = pick_decoder(enc, ids.dim(0), ids.dim(1), right_to_left);
   const int M = int(ids.dim(0)), L = int(ids.dim(1)), V = config_.vocab_size;
   Backend& be = backend_;
   Tensor out = be.alloc({M, L, V}, DType::kF32);
@@ -513,7 +520,8 @@ Tensor AsrModel::decode(const EncoderOutput& enc, const Tensor& ids, const Tenso
 
 Tensor AsrModel::decode_scores(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, const Tensor& targets,
                                bool right_to_left) {
-  const Decoder& dec = pick_decoder(enc, ids, lens, right_to_left);
+  check_hyps(ids, lens);
+  const Decoder& dec = pick_decoder(enc, ids.dim(0), ids.dim(1), right_to_left);
   const int M = int(ids.dim(0)), L = int(ids.dim(1)), d = config_.encoder.output_size;
   WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == int64_t(M) * L,
               "decode_scores: expected int32 targets [{}, {}]", M, L);
@@ -530,26 +538,55 @@ Tensor AsrModel::decode_scores(const EncoderOutput& enc, const Tensor& ids, cons
   return out;
 }
 
+Tensor AsrModel::decode_scores(const EncoderOutput& enc, const DecoderTrieRows& trie, const Tensor& targets,
+                               bool right_to_left) {
+  WENET_CHECK(backend_.supports_prefix_tries(), "decode_scores: the {} backend does not decode prefix tries",
+              backend_.name());
+  WENET_CHECK(trie.paths.rank == 2 && trie.ids.rank == 1,
+              "decode_scores: expected trie paths [B * N, L] and ids [nodes]");
+  const Decoder& dec = pick_decoder(enc, trie.paths.dim(0), trie.paths.dim(1), right_to_left);
+  const int64_t M = trie.paths.numel(), nodes = trie.ids.numel(), d = config_.encoder.output_size;
+  WENET_CHECK(targets.dtype == DType::kI32 && targets.numel() == M, "decode_scores: expected int32 targets [{}, {}]",
+              trie.paths.dim(0), trie.paths.dim(1));
+  Backend& be = backend_;
+  Tensor out = be.alloc({trie.paths.dim(0), trie.paths.dim(1)}, DType::kF32);
+  const std::string key = graph_key(right_to_left ? "r2l_trie" : "dec_trie", {enc.batch, enc.frames, nodes, M},
+                                    {&enc.out, &enc.lens, &trie.ids, &trie.paths, &targets, &out});
+  be.run_cached(key, [&] {
+    Tensor x = decoder_layers(dec, enc, trie.ids, trie.path_lens, &trie);
+    be.layer_norm(x, dec.after_norm, x);
+    const Tensor rows = trie.paths.view({M});
+    be.linear_log_softmax_gather(x.view({nodes, d}), dec.output_layer, config_.vocab_size, targets.view({M}),
+                                 out.view({M}), &rows);
+  });
+  return out;
+}
+
 Tensor AsrModel::decoder_layers(const Decoder& dec_ref, const EncoderOutput& enc, const Tensor& ids,
-                                const Tensor& lens) {
+                                const Tensor& lens, const DecoderTrieRows* trie) {
   const Decoder* dec = &dec_ref;
-  const int hyp_len = int(ids.dim(1));
   Backend& be = backend_;
   const DType dt = be.act_dtype();
   const int d = config_.encoder.output_size, B = enc.batch, T = enc.frames;
-  const int M = int(ids.dim(0)), N = M / B;
   const DecoderConfig& dc = config_.decoder;
+  // Hypothesis rows: [M, L, C] activations, M = B * N hypotheses of L positions. Trie: [nodes, C].
+  const int64_t M = trie ? trie->paths.dim(0) : ids.dim(0), L = trie ? 0 : ids.dim(1), N = M / B;
+  const int64_t rows = trie ? ids.numel() : M * L;
+  const auto act = [&](int64_t cols) {
+    const Tensor t = be.alloc({rows, cols}, dt);
+    return trie ? t : t.view({M, L, cols});
+  };
 
-  Tensor x = be.alloc({M, hyp_len, d}, dt);
+  Tensor x = act(d);
   Tensor pe = dec->pe.view({dec->pe_rows, d});
-  be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x);
-  Tensor qkv = be.alloc({M, hyp_len, 3 * d}, dt);
-  Tensor ctx = be.alloc({M, hyp_len, d}, dt);
+  be.embed(ids, dec->embed, std::sqrt(float(d)), pe, x, trie ? &trie->positions : nullptr);
+  Tensor qkv = act(3 * d);
+  Tensor ctx = act(d);
   // Memory K/V of every layer in one GEMM: once per utterance, shared by its hypotheses.
   Tensor kv = be.alloc({B, T, dec->src_kv.w.dim(0)}, dt);
   be.linear(enc.out, dec->src_kv, Activation::kNone, nullptr, kv);
   int64_t kv_col = 0;
-  Tensor ff = be.alloc({M, hyp_len, dc.linear_units}, dt);
+  Tensor ff = act(dc.linear_units);
   for (const Decoder::Layer& l : dec->layers) {
     be.norm_linear(x, l.norm1, l.self_qkv, Activation::kNone, qkv);
     AttentionArgs sa;
@@ -560,6 +597,10 @@ Tensor AsrModel::decoder_layers(const Decoder& dec_ref, const EncoderOutput& enc
     sa.heads = dc.attention_heads;
     sa.causal = true;
     sa.out = ctx;
+    if (trie) {  // each hypothesis path: the nodes it adds attend to the path up to them
+      sa.query_offsets = trie->added_offsets;
+      sa.key_rows = trie->paths;
+    }
     be.attention(sa);
     be.linear(ctx, l.self_out, Activation::kNone, &x, x);
 
@@ -572,7 +613,10 @@ Tensor AsrModel::decoder_layers(const Decoder& dec_ref, const EncoderOutput& enc
     kv_col += 2 * d;
     ca.key_lens = enc.lens;
     ca.heads = dc.attention_heads;
-    ca.queries_per_kv = N;
+    if (trie)
+      ca.query_offsets = trie->utt_offsets;  // an utterance's nodes attend to its memory
+    else
+      ca.queries_per_kv = int(N);
     ca.out = q;  // the Q columns of qkv are free now
     be.attention(ca);
     be.linear(q, l.src_out, Activation::kNone, &x, x);

@@ -38,6 +38,16 @@ struct EncoderStore {
   int max_batch = 0;
 };
 
+// A batch of N-bests as prefix tries in backend memory (decode/attention_rescoring.h: DecoderTrie,
+// which says what each field holds), for a decoder that computes each distinct prefix once.
+struct DecoderTrieRows {
+  Tensor ids, positions;  // i32 [nodes]
+  Tensor utt_offsets;     // i32 [B + 1]
+  Tensor added_offsets;   // i32 [B * N + 1]
+  Tensor paths;           // i32 [B * N, L]
+  Tensor path_lens;       // i32 [B * N]
+};
+
 class AsrModel {
  public:
   AsrModel(const ModelDir& model, Backend& backend);
@@ -77,6 +87,10 @@ class AsrModel {
   // targets: i32 [B * N, L] in backend memory (decode/attention_rescoring.h builds them).
   Tensor decode_scores(const EncoderOutput& enc, const Tensor& hyps_in, const Tensor& hyps_lens,
                        const Tensor& targets, bool right_to_left);
+  // The same scores, each distinct prefix of an utterance's hypotheses decoded once (backends with
+  // supports_prefix_tries()); targets as above ([B * N, L], L = trie.paths' width).
+  Tensor decode_scores(const EncoderOutput& enc, const DecoderTrieRows& trie, const Tensor& targets,
+                       bool right_to_left);
 
   struct Encoder;  // packed weights, defined in graph/encoder_weights.h
   struct Decoder;
@@ -85,9 +99,12 @@ class AsrModel {
 
  private:
   EncoderOutput encode_into(const Tensor& feats, const int* lens, const Tensor* out, const Tensor* out_lens);
-  // The decoder stack up to (not including) after_norm: [B * N, L, D] in the arena.
-  Tensor decoder_layers(const Decoder& dec, const EncoderOutput& enc, const Tensor& ids, const Tensor& lens);
-  const Decoder& pick_decoder(const EncoderOutput& enc, const Tensor& ids, const Tensor& lens, bool right_to_left) const;
+  // The decoder stack up to (not including) after_norm, in the arena: [B * N, L, D] for hypotheses
+  // ids [B * N, L] of lengths lens; or, with a trie, [nodes, D] for its nodes.
+  Tensor decoder_layers(const Decoder& dec, const EncoderOutput& enc, const Tensor& ids, const Tensor& lens,
+                        const DecoderTrieRows* trie = nullptr);
+  // The decoder of that direction, after checking hypotheses [num_hyps, hyp_len] against it and enc.
+  const Decoder& pick_decoder(const EncoderOutput& enc, int64_t num_hyps, int64_t hyp_len, bool right_to_left) const;
 
   const ModelConfig config_;
   Backend& backend_;

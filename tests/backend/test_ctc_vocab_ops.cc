@@ -273,6 +273,36 @@ TEST_F(CpuGather, ManyChunksAndStridedRows) {
   expect_same_bits(gather(mid, w, vocab, tm), reference(mid, w, vocab, tm), "one chunk, strided x");
 }
 
+// A prefix trie's scores: entry m scores row rows[m] of x (rows shared by several entries, in any
+// order), exactly as the op scores those rows laid out one per entry.
+TEST_F(CpuGather, RowsPickTheScoredRowOfX) {
+  const int64_t X = 40, M = 300, K = 64, N = 56;  // two chunks of entries over 40 distinct rows
+  const int vocab = 50;
+  const LinearWeights w = padded_weights(vocab, N, K);
+  const std::vector<float> xs = random(size_t(X * K), -1.f, 1.f);
+  const Tensor x = tensor(xs, X, K);
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(X) - 1);
+  std::vector<int32_t> rows(static_cast<size_t>(M));
+  for (int32_t& r : rows) r = pick(rng_);
+  std::vector<int32_t> t = random_targets(M, vocab);
+  rows[3] = 1000;  // an unscored entry (target -1): its row is never read
+  std::vector<float> laid_out(size_t(M * K));
+  for (int64_t m = 0; m < M; ++m)
+    if (t[size_t(m)] >= 0)
+      std::copy_n(xs.begin() + rows[size_t(m)] * K, K, laid_out.begin() + m * K);
+  Tensor o = be_->alloc({M}, DType::kF32);
+  const Tensor r = ints(rows);
+  be_->linear_log_softmax_gather(x, w, vocab, ints(t), o, &r);
+  const std::vector<float> got = out<float>(o), want = gather(tensor(laid_out, M, K), w, vocab, t);
+  expect_same_bits(got, want, "rows vs rows laid out");
+  t[3] = 7;  // now scored: its row must be one of x's
+  expect_error([&] { be_->linear_log_softmax_gather(x, w, vocab, ints(t), o, &r); },
+               {"entry 3 scores row 1000, expected [0, 40)"});
+  const Tensor short_rows = ints({0, 1});
+  expect_error([&] { be_->linear_log_softmax_gather(x, w, vocab, ints(t), o, &short_rows); },
+               {"expected targets int32 [2]", "300 values"});  // one target per entry of rows
+}
+
 TEST_F(CpuGather, RejectsBadArguments) {
   const int64_t M = 4, K = 16, N = 24;
   const LinearWeights w = padded_weights(20, N, K);

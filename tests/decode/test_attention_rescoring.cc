@@ -135,6 +135,36 @@ TEST(AttentionRescoring, EmptyHypothesisScoresOnlyEos) {
   EXPECT_FLOAT_EQ(hyps[1].total, -0.5f - 0.5f);
 }
 
+// Two utterances' N-bests as tries (N = 3 rows each): shared prefixes are one node, each row's
+// added nodes are the end of its path, the path is the node of each decoder input position.
+TEST(DecoderTrie, SharesPrefixesAndLaysOutWhatEachHypothesisAdds) {
+  const int sos = 9;
+  const std::vector<std::vector<Hypothesis>> nbest = {{{{1, 2, 3}, 0.0}, {{1, 2, 4}, 0.0}, {{1, 5}, 0.0}},
+                                                      {{{1, 2}, 0.0}, {{1}, 0.0}}};  // row 5: padding
+  const int width = 4;
+  DecoderTrie t;
+  build_decoder_trie(nbest, 3, sos, false, width, t);
+  // Utterance 0: root 0, 1 2 3 (row 0), 4 (row 1: after 1 2), 5 (row 2: after 1). Utterance 1:
+  // root 6, 1 2 (row 3); row 4 is a prefix of row 3 and row 5 is empty: they add nothing.
+  EXPECT_EQ(t.ids, (std::vector<int>{sos, 1, 2, 3, 4, 5, sos, 1, 2}));
+  EXPECT_EQ(t.positions, (std::vector<int>{0, 1, 2, 3, 3, 2, 0, 1, 2}));
+  EXPECT_EQ(t.utt_offsets, (std::vector<int>{0, 6, 9}));
+  EXPECT_EQ(t.added_offsets, (std::vector<int>{0, 4, 5, 6, 9, 9, 9}));
+  EXPECT_EQ(t.paths, (std::vector<int>{0, 1, 2, 3,  0, 1, 2, 4,  0, 1, 5, 0,
+                                       6, 7, 8, 6,  6, 7, 6, 6,  6, 6, 6, 6}));
+  EXPECT_EQ(t.path_lens, (std::vector<int>{4, 4, 3, 3, 2, 1}));
+  // Right to left: prefixes of the reversed tokens, i.e. shared suffixes: {1 2 3}, {1 2 4} and
+  // {1 5} end differently (they share the root alone), and {1} is no suffix of {1 2}.
+  build_decoder_trie(nbest, 3, sos, true, width, t);
+  EXPECT_EQ(t.ids, (std::vector<int>{sos, 3, 2, 1, 4, 2, 1, 5, 1, sos, 2, 1, 1}));
+  EXPECT_EQ(t.positions, (std::vector<int>{0, 1, 2, 3, 1, 2, 3, 1, 2, 0, 1, 2, 1}));
+  EXPECT_EQ(t.added_offsets, (std::vector<int>{0, 4, 7, 9, 12, 13, 13}));
+  EXPECT_EQ(t.paths[size_t(2 * width) + 2], 8);  // row 2 = 5 1: node 7 (5), then 8 (1)
+  // The positions of each path are its input's: decoder_input_width() bounds them.
+  EXPECT_THROW(build_decoder_trie(nbest, 3, sos, false, 3, t), Error);
+  EXPECT_THROW(build_decoder_trie(nbest, 2, sos, false, width, t), Error);  // 3 hypotheses > N
+}
+
 TEST(AttentionRescoring, RejectsBadInputs) {
   std::vector<Hypothesis> hyps = {{{1, 2}, 0.0}};
   TinyDecoderOutput l2r(1, 3);

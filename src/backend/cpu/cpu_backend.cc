@@ -162,14 +162,18 @@ void CpuBackend::scale_add_pos(const Tensor& x, float scale, const Tensor* pos, 
   }
 }
 
-void CpuBackend::embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y) {
+void CpuBackend::embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y,
+                       const Tensor* positions) {
   Scope s(this, "embed");
   const int64_t T = ids.cols(), M = ids.numel(), D = table.dim(1), V = table.dim(0);
+  if (positions) check_i32_vector(*positions, M, "embed", "positions");
   for (int64_t m = 0; m < M; ++m) {
     const int32_t id = ids.ptr<int32_t>()[m];
     WENET_CHECK(id >= 0 && id < V, "token id {} out of range [0, {})", id, V);
+    const int64_t t = positions ? positions->ptr<int32_t>()[m] : m % T;
+    WENET_CHECK(t >= 0 && t < pos.rows(), "embed: position {} outside the table's [0, {})", t, pos.rows());
     const float* e = table.ptr<float>() + id * D;
-    const float* p = pos.ptr<float>() + (m % T) * pos.row_stride();
+    const float* p = pos.ptr<float>() + t * pos.row_stride();
     float* out = y.ptr<float>() + m * y.row_stride();
     for (int64_t d = 0; d < D; ++d) out[d] = e[d] * scale + p[d];
   }

@@ -67,7 +67,8 @@ class CpuBackend final : public Backend {
   void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) override;
   void transpose_ct(const Tensor& x, const Tensor& y) override;
   void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) override;
-  void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y) override;
+  void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y,
+             const Tensor* positions) override;
   void attention(const AttentionArgs& a) override;
   void conv_module(const ConvModuleArgs& a, Activation act) override;
   void ring_write(const Tensor& x, const Tensor& lens, const Tensor& slots, const Tensor& first, int ring_rows,
@@ -78,7 +79,8 @@ class CpuBackend final : public Backend {
   void log_softmax_top_k(const Tensor& x, int blank, const Tensor& top_ids, const Tensor& top_logp,
                          const Tensor& blank_logp) override;
   void linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
-                                 const Tensor& out) override;
+                                 const Tensor& out, const Tensor* rows) override;
+  bool supports_prefix_tries() const override { return true; }
 
  private:
   // A linear layer's weights as the kernels read them, made at the layer's first use: FP32 panels,

@@ -61,31 +61,43 @@ void CpuBackend::log_softmax_top_k(const Tensor& x, int blank, const Tensor& top
 }
 
 void CpuBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
-                                           const Tensor& out) {
-  const int64_t M = x.rows(), K = x.cols();
+                                           const Tensor& out, const Tensor* rows) {
+  const int64_t M = rows ? rows->numel() : x.rows(), K = x.cols();
   WENET_CHECK(x.dtype == DType::kF32 && w.w.dtype == DType::kF32 && (!w.b.data || w.b.dtype == DType::kF32),
               "linear_log_softmax_gather: expected x, W and bias float32, got {}, {} and {}", dtype_name(x.dtype),
               dtype_name(w.w.dtype), w.b.data ? dtype_name(w.b.dtype) : "none");
-  check_linear_log_softmax_gather(x, w, vocab, targets, out);
+  check_linear_log_softmax_gather(x, w, vocab, targets, out, rows);
   const int64_t N = w.w.dim(0);
   const int32_t* tgt = targets.ptr<int32_t>();
-  for (int64_t m = 0; m < M; ++m)
+  const int32_t* row_of = rows ? rows->ptr<int32_t>() : nullptr;
+  for (int64_t m = 0; m < M; ++m) {
     WENET_CHECK(tgt[m] >= -1 && tgt[m] < vocab,
                 "linear_log_softmax_gather: expected targets in [0, {}) or -1, got {} at row {}", vocab, tgt[m], m);
+    WENET_CHECK(!row_of || tgt[m] < 0 || (row_of[m] >= 0 && row_of[m] < x.rows()),
+                "linear_log_softmax_gather: entry {} scores row {}, expected [0, {})", m, row_of ? row_of[m] : 0,
+                x.rows());
+  }
   // linear() + the log-sum-exp of log_softmax(), a chunk of rows at a time (logits of all N
-  // outputs, as linear() writes them; the softmax reads the first `vocab`).
+  // outputs, as linear() writes them; the softmax reads the first `vocab`). With `rows`, the
+  // chunk's rows of x are gathered first (unscored entries read row 0: any row will do).
   constexpr int64_t kChunkRows = 256;
   float* logits = scratch(std::min(M, kChunkRows) * N);
+  float* picked = row_of ? scratch(std::min(M, kChunkRows) * K) : nullptr;
   for (int64_t m0 = 0; m0 < M; m0 += kChunkRows) {
-    const int64_t rows = std::min(kChunkRows, M - m0);
+    const int64_t n = std::min(kChunkRows, M - m0);
     Tensor xc = x;
     xc.data = x.ptr<float>() + m0 * x.row_stride();
     xc.rank = 2;
-    xc.dims = {rows, K, 0, 0};
+    xc.dims = {n, K, 0, 0};
     xc.ld = x.row_stride();
-    linear(xc, w, Activation::kNone, nullptr, make_view(logits, {rows, N}, DType::kF32));
+    if (picked) {
+      for (int64_t r = 0; r < n; ++r)
+        std::copy_n(x.ptr<float>() + (tgt[m0 + r] < 0 ? 0 : row_of[m0 + r]) * x.row_stride(), K, picked + r * K);
+      xc = make_view(picked, {n, K}, DType::kF32);
+    }
+    linear(xc, w, Activation::kNone, nullptr, make_view(logits, {n, N}, DType::kF32));
     Scope s(this, "log_softmax_gather");
-    pool_.run(rows, [&](int64_t r, int) {
+    pool_.run(n, [&](int64_t r, int) {
       const int32_t t = tgt[m0 + r];
       const float* row = logits + r * N;
       out.ptr<float>()[m0 + r] = t < 0 ? 0.f : row[t] - kt_.log_sum_exp(row, vocab);

@@ -535,8 +535,10 @@ class CudaBackend final : public Backend {
     after_launch("scale_add_pos");
   }
 
-  void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y) override {
+  void embed(const Tensor& ids, const Tensor& table, float scale, const Tensor& pos, const Tensor& y,
+             const Tensor* positions) override {
     begin_op("embed");
+    WENET_CHECK(!positions, "embed: positions are not supported on cuda (supports_prefix_tries() is false)");
     const int64_t T = ids.cols(), M = ids.numel(), D = table.dim(1), V = table.dim(0);
     WENET_CHECK(ids.dtype == DType::kI32, "embed: ids must be int32, got {}", dtype_name(ids.dtype));
     expect_contiguous(ids, "embed", "ids");
@@ -599,7 +601,7 @@ class CudaBackend final : public Backend {
   }
 
   void linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
-                                 const Tensor& out) override;
+                                 const Tensor& out, const Tensor* rows) override;
 
  private:
   bool f16() const { return dtype_ == DType::kF16; }
@@ -783,8 +785,9 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
 // at a time (bounded scratch from the arena, the same addresses eagerly and under capture) + the
 // log-sum-exp and gather kernel, whose log-sum-exp is log_softmax's.
 void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights& w, int vocab, const Tensor& targets,
-                                            const Tensor& out) {
+                                            const Tensor& out, const Tensor* rows) {
   begin_op("linear_log_softmax_gather");
+  WENET_CHECK(!rows, "linear_log_softmax_gather: rows are not supported on cuda (supports_prefix_tries() is false)");
   const int64_t M = x.rows(), K = x.cols();
   expect_act(x, "linear_log_softmax_gather", "x");
   expect_act(w.w, "linear_log_softmax_gather", "W");
@@ -845,6 +848,8 @@ void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights
 
 void CudaBackend::attention(const AttentionArgs& a) {
   begin_op("attention");
+  WENET_CHECK(!a.query_offsets.data && !a.key_rows.data,
+              "attention: query_offsets / key_rows are not supported on cuda (supports_prefix_tries() is false)");
   const bool ring = a.ring_rows > 0;
   WENET_CHECK(a.q.rank == 3 && a.out.rank == 3 && (ring || (a.k.rank == 3 && a.v.rank == 3)),
               "attention: expected 3-D q, k, v and out (k and v 2-D pools with ring_rows)");

@@ -12,12 +12,15 @@
 
 namespace wenet_rt::cpu {
 
-// Softmax of row[0:visible] in place; row[visible:width] = 0.
+// Unnormalized softmax of row[0:visible] in place: exp(row - max), row[visible:width] = 0; returns
+// 1 / the sum (0 when nothing is visible). The caller scales its product with the values instead
+// of the row (dk columns per row rather than `width`).
 template <class I>
-inline void softmax_row(float* row, int64_t visible, int64_t width) {
+inline float softmax_row_exp(float* row, int64_t visible, int64_t width) {
   using V = typename I::V;
   constexpr int W = I::kWidth;
   int64_t j = 0;
+  float inv = 0.f;
   if (visible > 0) {
     float mx = row[0];
     if (visible >= W) {
@@ -33,14 +36,15 @@ inline void softmax_row(float* row, int64_t visible, int64_t width) {
       I::store(row + j, e);
       s = I::add(s, e);
     }
-    float tail = 0.f;
-    for (; j < visible; ++j) tail += (row[j] = Scalar::exp(row[j] - mx));
-    const float inv = 1.f / (I::reduce_add(s) + tail);
-    const V vinv = I::set1(inv);
-    for (j = 0; j + W <= visible; j += W) I::store(row + j, I::mul(I::load(row + j), vinv));
-    for (; j < visible; ++j) row[j] *= inv;
+    if (j < visible) {  // the last partial vector, masked: no scalar exp per row
+      const int n = int(visible - j);
+      I::store_n(row + j, I::exp(I::sub(I::load_n(row + j, n), vm)), n);
+      s = I::add(s, I::load_n(row + j, n));
+    }
+    inv = 1.f / I::reduce_add(s);
   }
   for (j = visible < 0 ? 0 : visible; j < width; ++j) row[j] = 0.f;
+  return inv;
 }
 
 template <class I>
@@ -95,12 +99,18 @@ void attention_block(const AttentionHead& a, float* scratch) {
     const int n_valid = int(widest - n0 < nr ? widest - n0 : nr);
     gemm_panel<I>(rows, kd, qs, kd, a.keys.panel(p), nr, n_valid, s + n0, ld, Epilogue{});
   }
-  for (int64_t r = 0; r < rows; ++r) softmax_row<I>(s + r * ld, visible(r), widest);
-  // out = P [rows x widest] V [widest x dk].
+  float* inv = s + rows * ld;
+  for (int64_t r = 0; r < rows; ++r) inv[r] = softmax_row_exp<I>(s + r * ld, visible(r), widest);
+  // out = P [rows x widest] V [widest x dk], P = the exps times their row's 1 / sum.
   for (int64_t p = 0; p < a.values.panels(); ++p) {
     const int64_t n0 = p * a.values.nr;
     const int n_valid = int(dk - n0 < a.values.nr ? dk - n0 : a.values.nr);
     gemm_panel<I>(rows, widest, s, ld, a.values.panel(p), a.values.nr, n_valid, a.out + n0, a.ldo, Epilogue{});
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = a.out + r * a.ldo;
+    const typename I::V f = I::set1(inv[r]);
+    for (int64_t d = 0; d < dk; d += W) I::store_n(o + d, I::mul(I::load_n(o + d, int(dk - d)), f), int(dk - d));
   }
 }
 

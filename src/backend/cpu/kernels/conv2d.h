@@ -91,24 +91,33 @@ void im2col_panel(const float* const* tap_base, int taps, int64_t channels, int6
 // Output channels [o0, o1) of one utterance by direct convolution: y[o][ho][wo] =
 // act(b[o] + sum_{c,i,j} w[o][c][i][j] x[c][ho S + i][wo S + j]), read from the phase planes
 // (tap_base[c * taps + t] = where tap t of channel c reads output (0, 0); row_stride between
-// output rows). Reads up to one vector past a row.
+// output rows). Reads up to one vector past a row. kGroup output channels at a time share each
+// input vector: independent FMA chains (one chain alone waits on the FMA latency at every tap),
+// each the same chain over c and taps as alone.
 template <class I>
 void conv2d_direct(const float* const* tap_base, int64_t row_stride, int64_t C, int taps, const float* w,
                    const float* b, int64_t o0, int64_t o1, int64_t Ho, int64_t Wo, bool relu, float* y) {
   using V = typename I::V;
-  constexpr int W = I::kWidth;
-  for (int64_t o = o0; o < o1; ++o) {
-    const float* wo_ = w + o * C * taps;
-    float* out = y + o * Ho * Wo;
+  constexpr int W = I::kWidth, kGroup = 8;
+  const int64_t K = C * taps;
+  for (int64_t og = o0; og < o1; og += kGroup) {
+    const int g = int(o1 - og < kGroup ? o1 - og : kGroup);
     for (int64_t ho = 0; ho < Ho; ++ho) {
       for (int64_t x = 0; x < Wo; x += W) {
-        V acc = I::set1(b[o]);
-        for (int64_t k = 0; k < C * taps; ++k)
-          acc = I::fma(I::set1(wo_[k]), I::load(tap_base[k] + ho * row_stride + x), acc);
-        if (relu) acc = I::max(acc, I::zero());
+        V acc[kGroup];
+        for (int i = 0; i < kGroup; ++i) acc[i] = I::set1(i < g ? b[og + i] : 0.f);
+        for (int64_t k = 0; k < K; ++k) {
+          const V in = I::load(tap_base[k] + ho * row_stride + x);
+          for (int i = 0; i < kGroup; ++i)
+            if (i < g) acc[i] = I::fma(I::set1(w[(og + i) * K + k]), in, acc[i]);
+        }
         const int n = int(Wo - x < W ? Wo - x : W);
-        if (n == W) I::store(out + ho * Wo + x, acc);
-        else I::store_n(out + ho * Wo + x, acc, n);
+        for (int i = 0; i < g; ++i) {
+          const V v = relu ? I::max(acc[i], I::zero()) : acc[i];
+          float* out = y + (og + i) * Ho * Wo + ho * Wo + x;
+          if (n == W) I::store(out, v);
+          else I::store_n(out, v, n);
+        }
       }
     }
   }

@@ -57,7 +57,7 @@ struct AttentionHead {
 };
 // Floats of scratch one attention() call needs.
 inline int64_t attention_scratch_floats(int64_t rows, int64_t keys_padded, int64_t dk) {
-  return rows * (2 * dk + keys_padded) + 64;
+  return rows * (2 * dk + keys_padded + 1) + 64;
 }
 
 // The conformer convolution module over frames [t0, t1) of one utterance:
