@@ -215,3 +215,50 @@ def test_streaming_errors(server):
     assert r.as_numpy("ERROR")[0, 0] == b"" and bool(r.as_numpy("IS_FINAL")[0, 0])
     r = c.infer(STREAMING, stream_request(httpclient, 78, end=True))  # closed at END
     assert b"unknown sequence 78" in r.as_numpy("ERROR")[0, 0]
+
+
+class _FakeTriton:
+    """Stands in for pytriton's Triton: bind() fails as PyTriton's handshake race does, `fails` times."""
+    starts = 0
+
+    def __init__(self, message, fails):
+        self.message, self.fails = message, fails
+
+    def __call__(self, config):
+        return self
+
+    def __enter__(self):
+        _FakeTriton.starts += 1
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def bind(self, **kwargs):
+        if _FakeTriton.starts <= self.fails:
+            raise RuntimeError(self.message)
+
+    def serve(self):
+        pass
+
+
+RACE = ("load failed for model 'wenet_rt_streaming': ... in get_config_from_handshake_server\n"
+        "    sock.connect(socket_path.as_posix())\nConnectionRefusedError: [Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("message, fails, starts, raises", [
+    (RACE, 1, 2, False),              # the race once: started again, then serving
+    (RACE, 3, 3, True),               # every attempt: the error after the last one
+    ("some other failure", 1, 1, True),  # anything else: at once
+])
+def test_start_again_after_pytriton_handshake_race(monkeypatch, message, fails, starts, raises):
+    import pytriton.triton
+    import wenet_rt.triton
+    _FakeTriton.starts = 0
+    monkeypatch.setattr(pytriton.triton, "Triton", _FakeTriton(message, fails))
+    if raises:
+        with pytest.raises(RuntimeError, match=message.splitlines()[0][:20]):
+            wenet_rt.triton.serve(DEMO, streaming="off", threads=1)
+    else:
+        wenet_rt.triton.serve(DEMO, streaming="off", threads=1)
+    assert _FakeTriton.starts == starts
