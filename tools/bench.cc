@@ -317,10 +317,12 @@ int run_bench(const BenchOptions& o) {
       by_peer[pt["peer"]][{pt["part"], pt["batch"], pt["frames"]}] = pt;
 
   const std::string device = o.device == "cuda" && peers.contains("device") ? peers["device"].get<std::string>() : o.device;
-  fmt::print("wenet-rt bench: {} ({}), {} {}{}, {} runs after {} warm-up; device time per run in ms "
-             "(CUDA events, inputs resident; median / p90)\n",
-             o.model_dir.empty() ? "full-size conformer, random weights" : o.model_dir, device, o.device, o.precision,
-             o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", o.runs, o.warmup);
+  // The CPU backend runs FP32 unless asked for INT8 (its default precision, fp16, means fp32 there).
+  const std::string precision = o.device == "cpu" && !int8 ? "fp32" : o.precision;
+  fmt::print("wenet-rt bench: {} ({}), {} {}{}, {} runs after {} warm-up; time per run in ms ({}; median / p90)\n",
+             o.model_dir.empty() ? "full-size conformer, random weights" : o.model_dir, device, o.device, precision,
+             o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", o.runs, o.warmup,
+             o.device == "cuda" ? "CUDA events, inputs resident" : "wall time, inputs resident");
   for (const std::string part : {"encoder", "decoder"}) {
     std::string header = fmt::format("\n{:<8} {:>6} {:>8} {:>8} {:>12} {:>9} {:>9}", part, "BxT", "median", "p90",
                                      "frames/s", "a0", "r0");
