@@ -314,6 +314,10 @@ TEST(BatchedStreamingEncoder, PoolSlots) {
   EXPECT_EQ(all.make_pool(1, 100).ring_rows(), 100);
   expect_error([&] { all.make_pool(0); }, {"max_streams > 0"});
   expect_error([&] { all.make_pool(1, asr.max_subsampled_frames() + 1); }, {"expected max_frames in [0,"});
+  // More than the machine has: an error naming the size and what to lower, not an allocation that
+  // the kernel kills the process for when the zeros are written.
+  expect_error([&] { all.make_pool(2000000000); },
+               {"streaming cache of 2000000000 streams", "GB asked for", "lower the streams or the left chunks"});
 }
 
 TEST(BatchedStreamingEncoder, BadArgumentsAreClearErrorsAndChangeNoStream) {
