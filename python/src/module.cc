@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "decode/text.h"
 #include "frontend/audio.h"
 #include "wenet_rt/recognizer.h"
 #include "wenet_rt/streaming.h"
@@ -406,6 +407,15 @@ void bind_streaming(nb::module_& m) {
       "path"_a, "sample_rate"_a = 0,
       "An audio file (WAV, FLAC, ...) as (float32 samples in [-1, 1) of channel 0, rate), resampled to "
       "sample_rate unless 0 (as the command line reads it).");
+  m.def(
+      "append_utterance_text",
+      [](std::string text, const std::string& more) {
+        append_utterance_text(text, more);
+        return text;
+      },
+      "text"_a, "more"_a,
+      "text + the next utterance's text of a recording (continuous decoding), joined as the command line "
+      "joins them: a space between them unless the script writes none (CJK).");
 }
 
 }  // namespace

@@ -84,6 +84,10 @@ def read_audio(path: str, sample_rate: int = 0) -> Tuple[npt.NDArray[np.float32]
     """An audio file (WAV, FLAC, ...) as (float32 samples in [-1, 1) of channel 0, rate), resampled to
     sample_rate unless 0, as the command line reads it. Raises Error naming the file."""
 
+def append_utterance_text(text: str, more: str) -> str:
+    """text + the next utterance's text of a recording (continuous decoding), joined as the command
+    line joins them: a space between them unless the script writes none (CJK)."""
+
 # --- streaming (include/wenet_rt/streaming.h) --------------------------------------------------------
 
 class EndpointRule:

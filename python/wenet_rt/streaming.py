@@ -18,7 +18,6 @@ waiting for results.
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Iterator, List, Optional
 
@@ -47,20 +46,15 @@ def check_common_args(model_dir, device: str, precision: str, mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     return model_dir
+
+
 _WAIT_SLICE_S = 0.1  # waits are cut into slices so that Ctrl-C (KeyboardInterrupt) gets through
 
 
-_LATIN = re.compile(r"[A-Za-z0-9]")
-
-
 def append_text(text: str, more: str) -> str:
-    """Texts of consecutive utterances joined as the command line joins them: a space between them
-    unless the script writes none (CJK)."""
-    if not more:
-        return text
-    if text and (_LATIN.match(text[-1]) or _LATIN.match(more[0])):
-        text += " "
-    return text + more
+    """Texts of consecutive utterances joined as the command line joins them (the same C++ code): a
+    space between them unless the script writes none (CJK)."""
+    return _core.append_utterance_text(text, more)
 
 
 def _samples(a: object) -> np.ndarray:

@@ -48,6 +48,17 @@ def joined(finals):
     return text
 
 
+def test_append_text_joins_as_the_command_line():
+    """The C++ joiner (decode/text.h): a space between Latin-script texts, none between CJK ones,
+    mixed with one, an empty utterance adds nothing."""
+    text = ""
+    for more in ["hello there", "", "general kenobi"]:
+        text = wenet_rt.streaming.append_text(text, more)
+    assert text == "hello there general kenobi"
+    assert wenet_rt.streaming.append_text("\u4f60\u597d", "\u4e16\u754c") == "\u4f60\u597d\u4e16\u754c"
+    assert wenet_rt.streaming.append_text("\u4f60\u597d", "ok") == "\u4f60\u597d ok"
+
+
 def test_final_texts_match_cli(srec, cli_streaming_text):
     for p in EXAMPLES:
         samples, rate = wenet_rt.read_audio(str(p), srec.sample_rate)
