@@ -28,7 +28,9 @@ for step in $steps; do
   case $step in
     build)
       log build
-      cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >"$out/configure.log" 2>&1 &&
+      # WENET_RT_PYTHON off: a `python` step before (same machine) left it on in the cache, and its
+      # nanobind is on PYTHONPATH only there.
+      cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWENET_RT_PYTHON=OFF >"$out/configure.log" 2>&1 &&
         cmake --build build -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; } ;;
     tests)
       log gpu tests
