@@ -331,10 +331,11 @@ std::vector<Utterance> load_utterances(const std::string& wav_scp) {
   return out;
 }
 
-// The server's chunk latency histogram (GET /metrics): cumulative counts per upper bound; empty
-// when it cannot be read.
-std::vector<std::pair<double, double>> server_chunk_latency(const Target& t) {
-  std::vector<std::pair<double, double>> out;
+// The server's metrics (GET /metrics): value per series ('name' or 'name{labels}'); empty when
+// they cannot be read.
+using Scrape = std::map<std::string, double>;
+Scrape scrape_metrics(const Target& t) {
+  Scrape out;
   try {
     asio::io_context ioc;
     beast::tcp_stream stream(ioc);
@@ -348,12 +349,10 @@ std::vector<std::pair<double, double>> server_chunk_latency(const Target& t) {
     http::read(stream, buffer, res);
     std::istringstream in(res.body());
     std::string line;
-    const std::string prefix = "wenet_rt_chunk_latency_ms_bucket{le=\"";
     while (std::getline(in, line)) {
-      if (line.rfind(prefix, 0) != 0) continue;
-      const size_t q = line.find('"', prefix.size());
-      const std::string le = line.substr(prefix.size(), q - prefix.size());
-      out.emplace_back(le == "+Inf" ? 1e30 : std::stod(le), std::stod(line.substr(line.rfind(' ') + 1)));
+      const size_t sp = line.rfind(' ');
+      if (line.empty() || line[0] == '#' || sp == std::string::npos) continue;
+      out[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
     }
   } catch (const std::exception&) {
     out.clear();
@@ -361,16 +360,32 @@ std::vector<std::pair<double, double>> server_chunk_latency(const Target& t) {
   return out;
 }
 
-// Percentile p of the observations between two scrapes: the upper bound of its bucket.
-double bucket_percentile(const std::vector<std::pair<double, double>>& before, const std::vector<std::pair<double, double>>& after,
-                         double p) {
-  if (after.empty() || (!before.empty() && before.size() != after.size())) return -1;
-  const auto count = [&](size_t i) { return after[i].second - (before.empty() ? 0 : before[i].second); };
-  const double total = count(after.size() - 1);
+double delta(const Scrape& before, const Scrape& after, const std::string& series) {
+  const auto a = after.find(series), b = before.find(series);
+  return (a == after.end() ? 0 : a->second) - (b == before.end() ? 0 : b->second);
+}
+
+// Percentile p of a histogram's observations between two scrapes: the upper bound of its bucket
+// (-1 when there were none).
+double bucket_percentile(const Scrape& before, const Scrape& after, const std::string& name, double p) {
+  const std::string prefix = name + "_bucket{le=\"";
+  std::vector<std::pair<double, double>> buckets;  // (upper bound, cumulative count)
+  for (auto it = after.lower_bound(prefix); it != after.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+    const std::string le = it->first.substr(prefix.size(), it->first.size() - prefix.size() - 2);
+    buckets.emplace_back(le == "+Inf" ? 1e30 : std::stod(le), delta(before, after, it->first));
+  }
+  std::sort(buckets.begin(), buckets.end());
+  const double total = buckets.empty() ? 0 : buckets.back().second;
   if (total <= 0) return -1;
-  for (size_t i = 0; i < after.size(); ++i)
-    if (count(i) >= p / 100.0 * total) return after[i].first;
-  return after.back().first;
+  for (const auto& [le, count] : buckets)
+    if (count >= p / 100.0 * total) return le;
+  return buckets.back().first;
+}
+
+// Mean of a histogram's observations between two scrapes (-1 when there were none).
+double histogram_mean(const Scrape& before, const Scrape& after, const std::string& name) {
+  const double n = delta(before, after, name + "_count");
+  return n > 0 ? delta(before, after, name + "_sum") / n : -1;
 }
 
 }  // namespace
@@ -406,7 +421,7 @@ int run_loadtest(const LoadtestOptions& o) {
       report.reference[line.substr(0, sp)] = sp == std::string::npos ? "" : line.substr(sp + 1);
     }
   }
-  const auto server_before = o.http > 0 ? decltype(server_chunk_latency(target)){} : server_chunk_latency(target);
+  const Scrape server_before = scrape_metrics(target);
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::milliseconds(int64_t(o.duration * 1000));
   if (o.http > 0) {
@@ -443,14 +458,29 @@ int run_loadtest(const LoadtestOptions& o) {
   pct("partial", report.partial_ms);
   pct("final", report.final_ms);
   pct("request", report.request_ms);
+  const Scrape server_after = scrape_metrics(target);
   if (o.http == 0) {
-    const auto server_after = server_chunk_latency(target);
-    const double p50 = bucket_percentile(server_before, server_after, 50), p95 = bucket_percentile(server_before, server_after, 95),
-                 p99 = bucket_percentile(server_before, server_after, 99);
+    const std::string h = "wenet_rt_chunk_latency_ms";
+    const double p50 = bucket_percentile(server_before, server_after, h, 50),
+                 p95 = bucket_percentile(server_before, server_after, h, 95),
+                 p99 = bucket_percentile(server_before, server_after, h, 99);
     if (p99 >= 0) {
       j["server_chunk_latency_le"] = {{"p50", p50}, {"p95", p95}, {"p99", p99}};
       fmt::print("server chunk latency (audio in -> result, /metrics buckets): p50 <= {:g} ms  p95 <= {:g} ms  p99 <= {:g} ms\n",
                  p50, p95, p99);
+    }
+  } else {
+    // Where a request's time went inside the server; the rest of the client's latency is the network
+    // and the client itself.
+    const double read = histogram_mean(server_before, server_after, "wenet_rt_request_read_ms"),
+                 queue = histogram_mean(server_before, server_after, "wenet_rt_request_queue_ms"),
+                 inside = histogram_mean(server_before, server_after, "wenet_rt_request_latency_ms"),
+                 batch = histogram_mean(server_before, server_after, "wenet_rt_offline_batch_size"),
+                 run = histogram_mean(server_before, server_after, "wenet_rt_offline_batch_ms");
+    if (inside >= 0) {
+      j["server_means_ms"] = {{"read", read}, {"queue", queue}, {"read_to_answer", inside}, {"batch_size", batch}, {"engine_run", run}};
+      fmt::print("server means: request read {:.1f} ms, queued {:.1f} ms, read -> answer {:.1f} ms; "
+                 "engine runs of {:.1f} requests, {:.1f} ms each\n", read, queue, inside, batch, run);
     }
   }
   for (const auto& m : report.messages) fmt::print("  {}\n", m);

@@ -44,9 +44,13 @@ struct Metrics {
 
   // ms from a chunk's audio arriving to the result that covers it (partial or final)
   Histogram chunk_latency_ms{{5, 10, 25, 50, 100, 160, 250, 320, 500, 640, 1000, 2500, 5000}};
-  // ms from an HTTP transcription request's body read to its answer
+  // An HTTP transcription's time in the server, in parts: reading the request (from the moment the
+  // connection waits for it), waiting for a batch, and the whole (body read -> answer ready).
+  Histogram request_read_ms{{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000}};
+  Histogram request_queue_ms{{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000}};
   Histogram request_latency_ms{{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000}};
   Histogram offline_batch_size{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
+  Histogram offline_batch_ms{{5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000}};  // engine time per run
 
   // Everything above plus the streaming engine's own counters (null: streams go through the offline
   // batcher, their audio counted from the bytes received at `sample_rate`).

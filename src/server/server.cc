@@ -67,6 +67,7 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
     parser_->body_limit(server_->config.max_request_bytes);
     parser_->header_limit(64 * 1024);
     stream_.expires_after(ms(server_->config.request_timeout_s));
+    read_start_ = Clock::now();
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
   }
 
@@ -84,6 +85,7 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
       return reply(openai_error(400, fmt::format("bad HTTP request: {}", ec.message())));
     }
     ++server_->metrics.http_requests;
+    server_->metrics.request_read_ms.observe(std::chrono::duration<double, std::milli>(Clock::now() - read_start_).count());
     busy_ = true;
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive() && !server_->draining;
@@ -160,6 +162,7 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
   void on_transcribed(const BatchOutcome& out, Clock::time_point start, const std::string& format, bool openai) {
     Metrics& m = server_->metrics;
     m.request_latency_ms.observe(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    m.request_queue_ms.observe(out.queue_ms);
     switch (out.status) {
       case BatchStatus::kOk:
         ++m.transcriptions;
@@ -198,6 +201,7 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true, busy_ = false;
   unsigned version_ = 11;
+  Clock::time_point read_start_;
 };
 
 }  // namespace
@@ -254,7 +258,10 @@ Server::Server(const ServerConfig& config, ServerBackends backends)
   config.validate();
   if (impl_->backends.batcher) {
     Metrics* m = &impl_->metrics;
-    impl_->backends.batcher->set_batch_observer([m](int n, double) { m->offline_batch_size.observe(n); });
+    impl_->backends.batcher->set_batch_observer([m](int n, double engine_ms) {
+      m->offline_batch_size.observe(n);
+      m->offline_batch_ms.observe(engine_ms);
+    });
   }
 }
 
