@@ -192,6 +192,9 @@ def test_loadtest(port):
             assert r["errors"] == 0 and r["mismatches"] == 0 and r["completed"] >= 3, r
             if "--streams" in args:
                 assert r["completed"] == 5 and r["partial"]["count"] >= 5, r
+            else:  # the server's own account of where the requests' time went (/metrics)
+                m = r["server_means_ms"]
+                assert m["batch_size"] >= 1 and m["engine_run"] > 0 and m["read_to_answer"] > 0 and m["read"] >= 0, m
         print("loadtest (websocket and http, every text checked): ok")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
