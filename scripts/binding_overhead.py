@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Binding overhead (issue 16): the same files transcribed by the C++ command line and by
-wenet_rt.Recognizer, alternating, each in a fresh process (model load untimed on both sides: the
-command line reports the recognition time after its load, Python times its transcribe() call;
-first-use costs, e.g. CUDA's, fall on both alike). Also the Python call again in the same process
-(warm), which the command line cannot do. Prints the medians and the overhead; checks the texts.
+"""Binding overhead (issue 16): the same files transcribed by the C++ tools and by
+wenet_rt.Recognizer, alternating, each side in a fresh process per run (model load untimed).
+Two comparisons:
+  steady state: `wenet-rt bench --e2e --files ...` (the end-to-end benchmark: one warm-up call on
+    64 files, then all files timed inside the engine) against Python doing the same (warm-up
+    transcribe() of 64 files, then transcribe() of all, timed around the call: conversion to
+    Python objects included);
+  first call: `wenet-rt transcribe` (its recognition time after loading) against Python's first
+    transcribe() (first-use costs, e.g. CUDA's, fall on both).
+Prints medians and overheads; checks that the texts equal the command line's.
 
   python3 scripts/binding_overhead.py MODEL_DIR --wav-scp FILE [--device cuda] [--runs 5]
 """
@@ -13,6 +18,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,41 +40,48 @@ def main():
     entries = [line.split(maxsplit=1) for line in Path(args.wav_scp).read_text().splitlines() if line.strip()]
     keys, paths = [k for k, _ in entries], [v.strip() for _, v in entries]
 
-    if args.child:  # one fresh process: the first call and a warm one, as JSON
+    if args.child:  # one fresh process: the first call, then the benchmark's warm-up and timed call, as JSON
         rec = wenet_rt.Recognizer(args.model_dir, device=args.device, precision=args.precision)
         times = []
-        for _ in range(2):
+        for subset in (paths, paths[:64], paths):
             t0 = time.perf_counter()
-            results = rec.transcribe(paths, keys=keys)
+            results = rec.transcribe(subset, keys=keys[:len(subset)])
             times.append(time.perf_counter() - t0)
-        print(json.dumps({"first_s": times[0], "warm_s": times[1], "texts": {r.key: r.text for r in results}}))
+        print(json.dumps({"first_s": times[0], "warm_s": times[2], "texts": {r.key: r.text for r in results}}))
         return
 
-    cli_s, py_s, warm_s = [], [], []
-    cli_text = py_text = None
-    for _ in range(args.runs):
-        out = subprocess.run([args.cli, "transcribe", args.model_dir, "--wav-scp", args.wav_scp, "--device",
-                              args.device, "--precision", args.precision], capture_output=True, text=True, check=True)
-        m = re.search(r"s of audio in ([0-9.]+) s \(\+", out.stderr)
-        if not m:
-            sys.exit(f"no timing in the command line's output: {out.stderr[-500:]}")
-        cli_s.append(float(m.group(1)))
-        cli_text = dict(line.split(" ", 1) if " " in line else (line, "") for line in out.stdout.splitlines())
-
-        child = subprocess.run([sys.executable, __file__, "--child", args.model_dir, "--wav-scp", args.wav_scp,
-                                "--device", args.device, "--precision", args.precision],
-                               capture_output=True, text=True, check=True)
-        report = json.loads(child.stdout)
-        py_s.append(report["first_s"])
-        warm_s.append(report["warm_s"])
-        py_text = report["texts"]
+    times = {"bench": [], "transcribe": [], "python_first": [], "python_warm": []}
+    cli_text = py_text = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "bench.json"
+        for _ in range(args.runs):
+            subprocess.run([args.cli, "bench", args.model_dir, "--e2e", "--device", args.device, "--precision",
+                            args.precision, "--json", str(report), "--files", *paths], capture_output=True, check=True)
+            times["bench"].append(next(r["wall_s"] for r in json.loads(report.read_text())["runs"]
+                                       if r["mode"] == "attention_rescoring"))
+            out = subprocess.run([args.cli, "transcribe", args.model_dir, "--wav-scp", args.wav_scp, "--device",
+                                  args.device, "--precision", args.precision], capture_output=True, text=True, check=True)
+            m = re.search(r"s of audio in ([0-9.]+) s \(\+", out.stderr)
+            if not m:
+                sys.exit(f"no timing in the command line's output: {out.stderr[-500:]}")
+            times["transcribe"].append(float(m.group(1)))
+            cli_text = dict(line.split(" ", 1) if " " in line else (line, "") for line in out.stdout.splitlines())
+            child = json.loads(subprocess.run([sys.executable, __file__, "--child", args.model_dir, "--wav-scp",
+                                               args.wav_scp, "--device", args.device, "--precision", args.precision],
+                                              capture_output=True, text=True, check=True).stdout)
+            times["python_first"].append(child["first_s"])
+            times["python_warm"].append(child["warm_s"])
+            py_text = child["texts"]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    runs = {k: ", ".join(f"{x:.4f}" for x in v) for k, v in times.items()}
+    overhead = lambda py, cli: f"{100 * (med[py] - med[cli]) / med[cli]:+.1f} %"
     same = sum(cli_text.get(k) == py_text.get(k) for k in keys)
-    cli, py = statistics.median(cli_s), statistics.median(py_s)
-    print(f"{len(keys)} files, {args.runs} runs each ({args.device} {args.precision}): command line median {cli:.4f} s "
-          f"(runs {', '.join(f'{v:.4f}' for v in cli_s)}), Python median {py:.4f} s "
-          f"(runs {', '.join(f'{v:.4f}' for v in py_s)}): overhead {100 * (py - cli) / cli:+.1f} %; Python warm "
-          f"(second call, same process) median {statistics.median(warm_s):.4f} s; "
-          f"texts equal: {same}/{len(keys)}")
+    print(f"{len(keys)} files, {args.runs} runs each ({args.device} {args.precision}), medians:\n"
+          f"  steady state: bench --e2e {med['bench']:.4f} s ({runs['bench']}), Python warm call "
+          f"{med['python_warm']:.4f} s ({runs['python_warm']}): overhead {overhead('python_warm', 'bench')}\n"
+          f"  first call: transcribe {med['transcribe']:.4f} s ({runs['transcribe']}), Python "
+          f"{med['python_first']:.4f} s ({runs['python_first']}): overhead {overhead('python_first', 'transcribe')}\n"
+          f"  texts equal to the command line's: {same}/{len(keys)}")
 
 
 if __name__ == "__main__":
