@@ -65,7 +65,10 @@ struct Item {
   double score = 0;
 };
 
+struct Group;
+
 struct Batch {
+  Group* group = nullptr;  // null: a bubble (nothing was ready to enter the pipeline at its turn)
   std::vector<Item*> items;
   std::vector<std::future<void>> reads;
   int staging = -1;
@@ -79,6 +82,15 @@ struct Batch {
   // Search.
   std::vector<std::vector<Hypothesis>> nbest;
   std::vector<std::future<void>> searches, finals;
+};
+
+// One job's inputs planned together: their items (per input), results, and its batches still in the
+// pipeline.
+struct Group {
+  EngineJob job;
+  std::vector<RecognitionResult> results;
+  std::vector<std::vector<Item>> items;
+  size_t item_count = 0, items_done = 0, batches_left = 0;
 };
 
 // Buffers of one batch in flight.
@@ -300,7 +312,8 @@ struct OfflineEngine::Impl {
     }
   }
 
-  void start_reading(Batch& b, int staging_slot, std::vector<EngineInput>& inputs) {
+  void start_reading(Batch& b, int staging_slot) {
+    const std::vector<EngineInput>& inputs = b.group->job.inputs;
     float* pcm = nullptr;
     if (gpu_frontend()) {
       int64_t total = 0;
@@ -466,42 +479,87 @@ struct OfflineEngine::Impl {
     return r;
   }
 
-  std::vector<RecognitionResult> run(std::vector<EngineInput> inputs, const std::function<void(size_t, size_t)>& progress) {
-    const auto t_start = Clock::now();
-    stats = EngineStats{};
-    stats.device_timed = cfg.device == "cuda";
-    read_s = fbank_s = search_s = finalize_s = 0;
-    std::vector<RecognitionResult> results(inputs.size());
-    std::vector<std::vector<Item>> per_input(inputs.size());
+  // --- the pipeline ----------------------------------------------------------------------------------
+  // Plans a job's inputs (probing headers, decoding uploads, splitting long recordings) and appends
+  // its batches; a job with nothing to run is finished at once.
+  void plan_job(Group& g, std::deque<Batch>& batches) {
+    const auto t0 = Clock::now();
+    std::vector<EngineInput>& inputs = g.job.inputs;
+    g.results.assign(inputs.size(), {});
+    g.items.assign(inputs.size(), {});
     pool->parallel_for(inputs.size(), [&](size_t i) {
-      results[i].key = inputs[i].key;
+      g.results[i].key = inputs[i].key;
       try {
-        per_input[i] = plan_input(i, inputs[i], results[i]);
+        g.items[i] = plan_input(i, inputs[i], g.results[i]);
       } catch (const std::exception& e) {
         const std::string what = e.what();
-        results[i].error = inputs[i].path.empty() || what.find(inputs[i].path) != std::string::npos
-                               ? what
-                               : fmt::format("audio file '{}': {}", inputs[i].path, what);
+        g.results[i].error = inputs[i].path.empty() || what.find(inputs[i].path) != std::string::npos
+                                 ? what
+                                 : fmt::format("audio file '{}': {}", inputs[i].path, what);
       }
     });
     std::vector<Item*> items;
     std::vector<int64_t> lengths;
-    for (auto& v : per_input)
+    for (auto& v : g.items)
       for (Item& it : v) {
         items.push_back(&it);
         lengths.push_back(fbank.num_frames(int(std::min<int64_t>(it.planned, INT32_MAX))));
       }
-    std::deque<Batch> batches;
+    g.item_count = items.size();
     for (const auto& plan : plan_batches(lengths, cfg.batch_size, cfg.batch_frames)) {
       Batch& b = batches.emplace_back();
+      b.group = &g;
       for (size_t i : plan) b.items.push_back(items[i]);
       stats.max_batch = std::max(stats.max_batch, int(plan.size()));
+      ++stats.batches;
+      ++g.batches_left;
     }
-    stats.plan_s = seconds_since(t_start);
+    stats.segments += items.size();
+    stats.plan_s += seconds_since(t0);
+    if (g.batches_left == 0) finish_job(g);
+  }
 
-    // The pipeline: iteration i encodes batch i, finalizes i - 2, rescores i - 1, searches i.
-    const size_t n = batches.size();
-    size_t done_items = 0;
+  // Joins the segments of each input back into one result and hands the job's results over.
+  void finish_job(Group& g) {
+    std::vector<std::vector<Item*>> parts(g.results.size());
+    for (auto& v : g.items)
+      for (Item& it : v) parts[it.input].push_back(&it);
+    for (size_t i = 0; i < g.results.size(); ++i) {
+      if (g.results[i].error.empty()) g.results[i] = stitch(std::move(g.results[i]), parts[i]);
+      if (!g.results[i].error.empty()) ++stats.failed;
+      stats.audio_s += g.results[i].duration_s;
+    }
+    stats.inputs += g.results.size();
+    if (g.job.done) g.job.done(std::move(g.results));
+  }
+
+  // Jobs flow through one pipeline of batches: iteration i encodes batch i, finalizes i - 2,
+  // rescores i - 1 and searches i, while the audio of i + 1 and i + 2 is read. When no job is ready
+  // at batch i's turn, batch i is a bubble (empty: every stage skips it), so that jobs arriving later
+  // still enter at the front while earlier ones finish; with nothing in flight, `next` may block.
+  void run_jobs(const std::function<std::optional<EngineJob>(bool)>& next) {
+    const auto t_start = Clock::now();
+    stats = EngineStats{};
+    stats.device_timed = cfg.device == "cuda";
+    read_s = fbank_s = search_s = finalize_s = 0;
+    std::deque<Group> groups;  // jobs not yet finished, in arrival order
+    std::deque<Batch> batches;
+    size_t first = 0;      // index of batches.front()
+    size_t next_read = 0;  // the first batch whose audio is not being read yet
+    bool ended = false;
+    auto at = [&](size_t j) -> Batch& { return batches[j - first]; };
+    auto real = [&](size_t j) { return j >= first && j < first + batches.size() && at(j).group != nullptr; };
+    // Waits for every task still holding a batch (also when unwinding an error).
+    struct Drain {
+      std::deque<Batch>& batches;
+      ~Drain() {
+        for (Batch& b : batches)
+          for (auto* fs : {&b.reads, &b.searches, &b.finals})
+            for (auto& f : *fs)
+              if (f.valid()) f.wait();
+      }
+    } drain{batches};
+
     auto wait_all = [](std::vector<std::future<void>>& fs, double& acc) {
       const auto t0 = Clock::now();
       for (auto& f : fs) f.get();
@@ -509,56 +567,70 @@ struct OfflineEngine::Impl {
       acc += seconds_since(t0);
     };
     auto finish = [&](size_t j) {
-      Batch& b = batches[j];
+      Batch& b = at(j);
       const auto t0 = Clock::now();
       if (b.rescored || !b.live.empty()) backend->wait(b.rescored ? b.f_rescored : b.f_ctc);
       stats.wait_device_s += seconds_since(t0);
       if (!b.live.empty()) finalize(b, slots[j % kSlots]);
     };
-    // Batch j's results are complete (its slot free again) once its finalize tasks are done.
+    // Batch j's results are complete (its slot free again) once its finalize tasks are done; its
+    // job's, once all of the job's batches are.
     auto complete = [&](size_t j) {
-      wait_all(batches[j].finals, stats.wait_search_s);
-      done_items += batches[j].items.size();
-      if (progress) progress(done_items, items.size());
+      Batch& b = at(j);
+      wait_all(b.finals, stats.wait_search_s);
+      if (Group* g = b.group) {
+        g->items_done += b.items.size();
+        if (g->job.progress) g->job.progress(g->items_done, g->item_count);
+        if (--g->batches_left == 0) finish_job(*g);
+      }
+      while (!groups.empty() && groups.front().batches_left == 0) groups.pop_front();
     };
-    for (size_t i = 0; i < std::min<size_t>(n, kReadAhead); ++i) start_reading(batches[i], int(i % (kReadAhead + 1)), inputs);
-    for (size_t i = 0; i < n + 2; ++i) {
-      if (i < n) {
-        if (i >= kSlots) complete(i - kSlots);
-        wait_all(batches[i].reads, stats.wait_read_s);
-        encode(batches[i], slots[i % kSlots]);
+    auto start_reads = [&](size_t upto) {  // batches [next_read, upto]: their staging is free by now
+      for (; next_read <= upto && next_read < first + batches.size(); ++next_read)
+        if (real(next_read)) start_reading(at(next_read), int(next_read % (kReadAhead + 1)));
+    };
+
+    for (size_t i = 0;; ++i) {
+      if (i >= kSlots) {
+        complete(i - kSlots);
+        batches.pop_front();
+        ++first;
+      }
+      // Batch i: planned already, or a job ready now (waiting for one when nothing is in flight).
+      while (!ended && i >= first + batches.size()) {
+        const bool idle = !real(i - 1) && !real(i - 2);
+        std::optional<EngineJob> job = next(idle);
+        if (!job) {
+          ended = true;
+        } else if (!job->inputs.empty()) {
+          Group& g = groups.emplace_back();
+          g.job = std::move(*job);
+          plan_job(g, batches);
+        } else if (!idle) {
+          break;  // nothing ready: a bubble
+        }
+      }
+      if (i >= first + batches.size()) {
+        if (ended && !real(i - 1) && !real(i - 2)) break;
+        batches.emplace_back();  // a bubble
+      }
+      start_reads(i + kReadAhead);
+      if (real(i)) {
+        wait_all(at(i).reads, stats.wait_read_s);
+        encode(at(i), slots[i % kSlots]);
       }
       if (i >= 2) finish(i - 2);
-      if (i >= 1 && i - 1 < n) {
-        wait_all(batches[i - 1].searches, stats.wait_search_s);
-        start_rescoring(batches[i - 1], slots[(i - 1) % kSlots]);
+      if (i >= 1) {
+        wait_all(at(i - 1).searches, stats.wait_search_s);
+        start_rescoring(at(i - 1), slots[(i - 1) % kSlots]);
       }
-      if (i < n) {
-        const auto t0 = Clock::now();
-        if (!batches[i].live.empty()) backend->wait(batches[i].f_ctc);
-        stats.wait_device_s += seconds_since(t0);
-        start_search(batches[i], slots[i % kSlots]);
-      }
-      if (i + kReadAhead < n)
-        start_reading(batches[i + kReadAhead], int((i + kReadAhead) % (kReadAhead + 1)), inputs);
+      const auto t0 = Clock::now();
+      if (!at(i).live.empty()) backend->wait(at(i).f_ctc);
+      stats.wait_device_s += seconds_since(t0);
+      start_search(at(i), slots[i % kSlots]);
     }
+    for (size_t j = first; j < first + batches.size(); ++j) complete(j);
 
-    for (size_t j = n >= kSlots ? n - kSlots : 0; j < n; ++j) complete(j);
-    // Join the segments of each input back into one result.
-    std::vector<std::vector<Item*>> parts(inputs.size());
-    for (Item* it : items) parts[it->input].push_back(it);
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      if (!results[i].error.empty()) {
-        ++stats.failed;
-        continue;
-      }
-      results[i] = stitch(std::move(results[i]), parts[i]);
-      if (!results[i].error.empty()) ++stats.failed;
-      stats.audio_s += results[i].duration_s;
-    }
-    stats.inputs = inputs.size();
-    stats.segments = items.size();
-    stats.batches = n;
     stats.read_s = read_s;
     stats.fbank_cpu_s = fbank_s;
     stats.search_s = search_s;
@@ -567,6 +639,21 @@ struct OfflineEngine::Impl {
     stats.peak_rss_bytes = peak_rss_bytes();
     stats.device_bytes = backend->device_bytes();
     stats.cuda_graphs = backend->cached_graphs();
+  }
+
+  std::vector<RecognitionResult> run(std::vector<EngineInput> inputs, const std::function<void(size_t, size_t)>& progress) {
+    std::vector<RecognitionResult> results;
+    std::optional<EngineJob> job = EngineJob{std::move(inputs), [&](std::vector<RecognitionResult> r) { results = std::move(r); },
+                                             progress};
+    if (job->inputs.empty()) {
+      stats = EngineStats{};
+      return results;
+    }
+    run_jobs([&](bool) {
+      std::optional<EngineJob> out;
+      std::swap(out, job);
+      return out;
+    });
     return results;
   }
 };
@@ -579,6 +666,8 @@ std::vector<RecognitionResult> OfflineEngine::run(std::vector<EngineInput> input
                                                   const std::function<void(size_t, size_t)>& progress) {
   return impl_->run(std::move(inputs), progress);
 }
+
+void OfflineEngine::run_jobs(const std::function<std::optional<EngineJob>(bool wait)>& next) { impl_->run_jobs(next); }
 
 const EngineStats& OfflineEngine::stats() const { return impl_->stats; }
 const ModelDir& OfflineEngine::model() const { return impl_->model; }

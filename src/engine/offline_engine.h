@@ -14,11 +14,15 @@
 // they search batch k + 1; per-batch host and device buffers are reused (a ring of three), so a
 // steady state allocates nothing per batch. Nothing vocabulary-sized crosses to the host.
 //
-// Not thread-safe: one run() at a time (it uses every thread it was given).
+// A server feeds run_jobs() instead: jobs (groups of inputs) enter the same pipeline while earlier
+// ones are still in it, each finished as soon as its last batch is.
+//
+// Not thread-safe: one run() or run_jobs() at a time (it uses every thread it was given).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +42,14 @@ struct EngineInput {
   const float* borrowed = nullptr;
   size_t borrowed_size = 0;
   int sample_rate = 0;
+};
+
+// Inputs recognized together, and where their results go: `done` (on the engine's thread, once all
+// are recognized; keep it short), `progress(done, total)` after each of its batches.
+struct EngineJob {
+  std::vector<EngineInput> inputs;
+  std::function<void(std::vector<RecognitionResult>)> done;
+  std::function<void(size_t, size_t)> progress;
 };
 
 // Where the time of the last run() went. CPU stages are summed over threads (they run in
@@ -70,6 +82,11 @@ class OfflineEngine {
   // batch with utterances (or segments) done.
   std::vector<RecognitionResult> run(std::vector<EngineInput> inputs,
                                      const std::function<void(size_t, size_t)>& progress = {});
+
+  // Runs jobs as `next` supplies them until it returns std::nullopt, then finishes those in flight.
+  // `next(wait)`: with `wait` set nothing is in flight, and it may block until a job comes; without,
+  // it returns at once, a job with no inputs when none is ready. Results go to each job's `done`.
+  void run_jobs(const std::function<std::optional<EngineJob>(bool wait)>& next);
 
   const EngineStats& stats() const;  // of the last run
   const ModelDir& model() const;

@@ -115,39 +115,60 @@ RequestBatcherStats RequestBatcher::stats() const {
   return stats_;
 }
 
+struct RequestBatcher::Taken {
+  std::vector<Pending> requests;
+  std::vector<BatchOutcome> outcomes;
+  std::vector<size_t> index;  // the job's input j is requests[index[j]]
+  std::chrono::steady_clock::time_point started;
+};
+
 void RequestBatcher::work() {
   for (;;) {
-    std::vector<Pending> batch;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopped, nothing left to drain
-      // The first request opens a window for others to join; a full batch (or a stop) closes it early.
-      const auto deadline = queue_.front().submitted + std::chrono::milliseconds(config_.window_ms);
-      cv_.wait_until(lock, deadline, [&] { return stop_ || int(queue_.size()) >= config_.max_batch; });
-      if (queue_.empty()) return;
-      const size_t n = std::min(queue_.size(), size_t(config_.max_batch));
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+    try {
+      engine_.run_jobs([this](bool wait) { return next_job(wait); });
+      return;  // stopped, and everything taken is answered
+    } catch (const std::exception& e) {
+      // The engine failed mid-run: what it held is answered with the error; it starts again.
+      std::vector<std::shared_ptr<Taken>> lost;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost.swap(running_);
       }
-      stats_.queued = int(queue_.size());
-      in_flight_ = int(batch.size());
+      for (auto& t : lost) finish(*t, nullptr, fmt::format("recognition failed: {}", e.what()));
     }
-    run_batch(batch);
   }
 }
 
-void RequestBatcher::run_batch(std::vector<Pending>& batch) {
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<BatchOutcome> outcomes(batch.size());
-  std::vector<EngineInput> inputs;
-  std::vector<size_t> index;  // inputs[j] is batch[index[j]]
-  for (size_t i = 0; i < batch.size(); ++i) {
-    BatchOutcome& out = outcomes[i];
-    EngineInput& in = batch[i].request;
+std::optional<EngineJob> RequestBatcher::next_job(bool wait) {
+  auto t = std::make_shared<Taken>();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (wait) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      // The first request opens a window for others to join; a full batch (or a stop) closes it early.
+      if (!queue_.empty()) {
+        const auto deadline = queue_.front().submitted + std::chrono::milliseconds(config_.window_ms);
+        cv_.wait_until(lock, deadline, [&] { return stop_ || int(queue_.size()) >= config_.max_batch; });
+      }
+    }
+    if (queue_.empty()) return stop_ ? std::nullopt : std::optional<EngineJob>(EngineJob{});
+    const size_t n = std::min(queue_.size(), size_t(config_.max_batch));
+    for (size_t i = 0; i < n; ++i) {
+      t->requests.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    stats_.queued = int(queue_.size());
+    in_flight_ += int(n);
+    running_.push_back(t);
+  }
+  t->started = std::chrono::steady_clock::now();
+  t->outcomes.resize(t->requests.size());
+  EngineJob job;
+  for (size_t i = 0; i < t->requests.size(); ++i) {
+    BatchOutcome& out = t->outcomes[i];
+    EngineInput& in = t->requests[i].request;
     out.result.key = in.key;
-    out.queue_ms = std::chrono::duration<double, std::milli>(start - batch[i].submitted).count();
+    out.queue_ms = std::chrono::duration<double, std::milli>(t->started - t->requests[i].submitted).count();
     try {
       // Encoded uploads are decoded by the engine's threads (in parallel, while planning); only
       // their headers are read here, for the length limit.
@@ -169,47 +190,50 @@ void RequestBatcher::run_batch(std::vector<Pending>& batch) {
       out.result.error = e.what();
       continue;
     }
-    inputs.push_back(std::move(in));
-    index.push_back(i);
+    job.inputs.push_back(std::move(in));
+    t->index.push_back(i);
   }
+  if (job.inputs.empty()) {  // nothing for the engine: answered now
+    finish(*t, nullptr, "");
+    return EngineJob{};
+  }
+  job.done = [this, t](std::vector<RecognitionResult> results) { finish(*t, &results, ""); };
+  return job;
+}
 
-  double engine_ms = 0;
-  if (!inputs.empty()) {
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      auto results = engine_.run(std::move(inputs));
-      for (size_t j = 0; j < results.size() && j < index.size(); ++j) {
-        BatchOutcome& out = outcomes[index[j]];
-        out.result = std::move(results[j]);
-        if (!out.result.error.empty()) out.status = BatchStatus::kBadAudio;
-      }
-    } catch (const std::exception& e) {
-      for (size_t i : index) {
-        outcomes[i].status = BatchStatus::kEngineError;
-        outcomes[i].result.error = fmt::format("recognition failed: {}", e.what());
-      }
+void RequestBatcher::finish(Taken& t, std::vector<RecognitionResult>* results, const std::string& engine_error) {
+  const double engine_ms = ms_since(t.started);
+  for (size_t j = 0; j < t.index.size(); ++j) {
+    BatchOutcome& out = t.outcomes[t.index[j]];
+    if (!engine_error.empty()) {
+      out.status = BatchStatus::kEngineError;
+      out.result.error = engine_error;
+    } else if (results && j < results->size()) {
+      out.result = std::move((*results)[j]);
+      if (!out.result.error.empty()) out.status = BatchStatus::kBadAudio;
     }
-    engine_ms = ms_since(t0);
   }
-
   std::function<void(int, double)> observer;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_ = 0;  // before the callbacks: a caller woken by one sees nothing pending
+    // Before the callbacks: a caller woken by one sees nothing pending.
+    in_flight_ -= int(t.requests.size());
+    running_.erase(std::remove_if(running_.begin(), running_.end(), [&](const auto& p) { return p.get() == &t; }),
+                   running_.end());
     ++stats_.batches;
-    stats_.max_batch_seen = std::max(stats_.max_batch_seen, int(batch.size()));
-    for (const auto& o : outcomes) {
+    stats_.max_batch_seen = std::max(stats_.max_batch_seen, int(t.requests.size()));
+    for (const auto& o : t.outcomes) {
       ++stats_.completed;
       if (o.status != BatchStatus::kOk) ++stats_.failed;
       stats_.audio_seconds += o.result.duration_s;
     }
     observer = observer_;
   }
-  if (observer && !index.empty()) observer(int(index.size()), engine_ms);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    outcomes[i].batch_size = int(batch.size());
-    outcomes[i].total_ms = ms_since(batch[i].submitted);
-    batch[i].done(std::move(outcomes[i]));
+  if (observer && !t.index.empty()) observer(int(t.index.size()), engine_ms);
+  for (size_t i = 0; i < t.requests.size(); ++i) {
+    t.outcomes[i].batch_size = int(t.requests.size());
+    t.outcomes[i].total_ms = ms_since(t.requests[i].submitted);
+    t.requests[i].done(std::move(t.outcomes[i]));
   }
 }
 

@@ -4,10 +4,12 @@
 //   RequestBatcher batcher(engine, {.window_ms = 5, .max_batch = 64, .max_queue = 256});
 //   batcher.submit(std::move(request), [](BatchOutcome out) { ... });   // any thread, never blocks
 //
-// One worker thread takes the first waiting request, waits up to window_ms for more (or until
-// max_batch are waiting) and runs them through the engine together (uploads in memory are decoded
-// by the engine's threads); each request's outcome goes to its callback on the worker thread (keep
-// it short: hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
+// One worker thread feeds the engine's pipeline (OfflineEngine::run_jobs): when the engine is idle,
+// the first waiting request waits up to window_ms for more (or until max_batch are waiting); while
+// it is busy, whatever waited meanwhile (up to max_batch) enters as the next job, so batches grow
+// with the load and later requests are encoded while earlier ones are still being searched and
+// rescored. Uploads in memory are decoded by the engine's threads. Each request's outcome goes to
+// its callback on the worker thread (keep it short: hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
 // without bound; shutdown() stops taking requests and drains (or drops) what is queued.
 #pragma once
 
@@ -17,7 +19,9 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,12 +72,13 @@ class RequestBatcher {
   std::future<BatchOutcome> submit(EngineInput request);
 
   // Stops taking requests (new ones get kShuttingDown). drain: the queued requests are still run;
-  // otherwise they get kShuttingDown at once. The batch in flight always finishes.
+  // otherwise they get kShuttingDown at once. The requests in the engine always finish.
   void shutdown(bool drain = true);
-  // Requests queued or in the batch in flight.
+  // Requests queued or in the engine.
   int pending() const;
 
-  // A hook for every engine run (batch size, engine wall ms), e.g. for metrics. Set before submitting.
+  // A hook for every batch of requests when it is done (its size, ms from entering the engine to its
+  // results), e.g. for metrics. Set before submitting.
   void set_batch_observer(std::function<void(int, double)> observer);
 
   RequestBatcherStats stats() const;
@@ -86,8 +91,11 @@ class RequestBatcher {
     Callback done;
     std::chrono::steady_clock::time_point submitted;
   };
+  struct Taken;  // requests that entered the engine together
   void work();
-  void run_batch(std::vector<Pending>& batch);
+  std::optional<EngineJob> next_job(bool wait);
+  // Answers every request of `t`: from `results` (its inputs' order), or all with `engine_error`.
+  void finish(Taken& t, std::vector<RecognitionResult>* results, const std::string& engine_error);
 
   OfflineEngine& engine_;
   const RequestBatcherConfig config_;
@@ -96,7 +104,8 @@ class RequestBatcher {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   bool stop_ = false;
-  int in_flight_ = 0;
+  int in_flight_ = 0;                          // requests in the engine
+  std::vector<std::shared_ptr<Taken>> running_;  // what the engine holds (answered if it fails)
   RequestBatcherStats stats_;
   std::function<void(int, double)> observer_;
   std::thread worker_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "api/e2e_goldens.h"
 #include "backend/backend.h"
@@ -124,6 +125,63 @@ TEST(OfflineEngine, StatsAccountForTheRun) {
   EXPECT_GT(s.search_s, 0);
   EXPECT_GT(s.peak_rss_bytes, 0u);
   EXPECT_NE(s.describe().find("real time"), std::string::npos);
+}
+
+// A server's use: jobs come while earlier ones are in the pipeline, with gaps (nothing ready:
+// bubbles), a job that fails whole while planning, and the engine idle in between. Every job gets
+// exactly its own results, the same as run() gives for its inputs alone.
+TEST(OfflineEngine, JobsFedWhileOthersAreInFlightGetTheirOwnResults) {
+  RecognizerConfig c = cpu(DecodeMode::kAttentionRescoring);
+  c.batch_frames = 600;  // several batches per job
+  OfflineEngine engine(load_model_dir(std::string(WENET_SOURCE_DIR) + "/models/demo"), c);
+  const auto files = demo_examples();
+  std::vector<RecognitionResult> alone = engine.run(inputs_of(files));
+  ASSERT_EQ(alone.size(), 5u);
+
+  // Jobs: {0, 1}, nothing ready twice, {2}, a missing file, {3, 4, 0}; `wait` must be set when nothing
+  // is in flight (and only then may a feed block).
+  const std::vector<std::vector<size_t>> jobs = {{0, 1}, {}, {}, {2}, {99}, {3, 4, 0}};
+  std::vector<std::vector<RecognitionResult>> got(jobs.size());
+  std::vector<int> done_calls(jobs.size(), 0);
+  size_t next = 0, waits = 0;
+  engine.run_jobs([&](bool wait) -> std::optional<EngineJob> {
+    waits += wait;
+    if (next == jobs.size()) return std::nullopt;
+    const size_t j = next++;
+    EngineJob job;
+    for (size_t f : jobs[j])
+      job.inputs.push_back(f < files.size() ? EngineInput{.key = files[f].first, .path = files[f].second}
+                                            : EngineInput{.key = "missing", .path = "/nonexistent/y.wav"});
+    job.done = [&, j](std::vector<RecognitionResult> r) {
+      ++done_calls[j];
+      got[j] = std::move(r);
+    };
+    return job;
+  });
+  EXPECT_GE(waits, 1u);  // the first call: nothing in flight
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    SCOPED_TRACE(j);
+    if (jobs[j].empty()) {
+      EXPECT_EQ(done_calls[j], 0);  // no inputs: not a job
+      continue;
+    }
+    EXPECT_EQ(done_calls[j], 1);
+    ASSERT_EQ(got[j].size(), jobs[j].size());
+    for (size_t k = 0; k < jobs[j].size(); ++k) {
+      const size_t f = jobs[j][k];
+      if (f >= files.size()) {
+        EXPECT_NE(got[j][k].error.find("/nonexistent/y.wav"), std::string::npos) << got[j][k].error;
+        continue;
+      }
+      EXPECT_EQ(got[j][k].key, files[f].first);
+      EXPECT_EQ(got[j][k].error, "");
+      EXPECT_EQ(got[j][k].text, alone[f].text);
+      EXPECT_EQ(got[j][k].tokens, alone[f].tokens);
+      EXPECT_NEAR(got[j][k].score, alone[f].score, 1e-4);
+    }
+  }
+  EXPECT_EQ(engine.stats().inputs, 7u);
+  EXPECT_EQ(engine.stats().failed, 1u);
 }
 
 TEST(OfflineEngine, BadConfigIsAnError) {
