@@ -75,10 +75,22 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
   // Beast reads at most the buffer's free capacity (>= 512 bytes) per call: an upload read through a
   // header-sized buffer takes a system call and a trip through the strand per 512 bytes, which
   // capped the server at ~400 uploads of 350 KB per second. Room for the body (up to 1 MB) first.
+  // A client that asked to be told to go on (curl does for bodies over 1 MB, else waiting a second)
+  // is told so before its body is read.
   void on_header(beast::error_code ec, size_t) {
     if (ec) return on_read(ec, 0);
     if (const auto length = parser_->content_length(); length && *length > buffer_.capacity() - buffer_.size())
       buffer_.reserve(buffer_.size() + size_t(std::min<uint64_t>(*length, kMaxReadChunk)));
+    if (beast::iequals(parser_->get()[http::field::expect], "100-continue") && !parser_->is_done()) {
+      auto res = std::make_shared<http::response<http::empty_body>>(http::status::continue_, parser_->get().version());
+      return http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+        if (ec) return self->close();
+        self->read_body();
+      });
+    }
+    read_body();
+  }
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
   }
   static constexpr uint64_t kMaxReadChunk = 1 << 20;

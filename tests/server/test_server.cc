@@ -262,6 +262,27 @@ TEST(Server, HttpRoutesAndLimits) {
     EXPECT_NE(metrics.body().find(name), std::string::npos) << name;
 }
 
+// curl asks before sending bodies over 1 MB and waits a second for the answer when none comes.
+TEST(Server, ExpectContinueIsAnsweredBeforeTheBody) {
+  Fixture f;  // no offline engine: the request is answered 503 once its body is in
+  asio::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), uint16_t(f.port())));
+  asio::write(s, asio::buffer(std::string(
+                     "POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")));
+  beast::flat_buffer buf;
+  http::response<http::empty_body> go_on;
+  bool answered = false;
+  http::async_read(s, buf, go_on, [&](beast::error_code ec, size_t) { answered = !ec; });
+  ioc.run_for(std::chrono::seconds(5));
+  ASSERT_TRUE(answered) << "no interim answer within 5 s";
+  EXPECT_EQ(go_on.result(), http::status::continue_);
+  asio::write(s, asio::buffer(std::string("RIFF")));
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  EXPECT_EQ(res.result_int(), 503);
+}
+
 TEST(Server, SlowHttpClientIsDropped) {
   ServerConfig c;
   c.request_timeout_s = 0.3;
