@@ -9,8 +9,9 @@
 // it is busy, whatever waited meanwhile (up to max_batch) enters as the next job, so batches grow
 // with the load and later requests are encoded while earlier ones are still being searched and
 // rescored. Uploads in memory are decoded by the engine's threads. Each request's outcome goes to
-// its callback on the worker thread (keep it short: hand it to your own event loop). A full queue answers kOverloaded at once instead of queueing
-// without bound; shutdown() stops taking requests and drains (or drops) what is queued.
+// its callback on the worker thread (keep it short: hand it to your own event loop). A full queue
+// answers kOverloaded at once instead of queueing without bound; shutdown() stops taking requests
+// and drains (or drops) what is queued.
 #pragma once
 
 #include <chrono>
@@ -32,8 +33,8 @@ namespace wenet_rt {
 
 struct RequestBatcherConfig {
   int window_ms = 5;              // how long the first request waits for others to join its batch
-  int max_batch = 64;             // requests per engine run at most
-  int max_queue = 256;            // requests waiting (not counting the batch in flight); beyond: kOverloaded
+  int max_batch = 64;             // requests per job (entering the engine together) at most
+  int max_queue = 256;            // requests waiting (not counting those in the engine); beyond: kOverloaded
   double max_audio_seconds = 0;   // per request, after decoding; 0 = no limit
   void validate() const;
   std::string describe() const;
