@@ -71,8 +71,9 @@ void accuracy(const std::vector<float>& got, const std::vector<float>& want, Sta
 }
 
 // cpu: FP32, or dynamic INT8 linear layers with int8; cuda: FP16 / FP32 as dtype.
-std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false) {
-  if (device == "cpu") return make_cpu_backend(CpuBackendOptions{0, int8});
+std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false,
+                                      int threads = 0) {
+  if (device == "cpu") return make_cpu_backend(CpuBackendOptions{threads, int8});
 #ifdef WENET_RT_HAVE_CUDA
   CudaBackendOptions o;
   o.dtype = dtype;
@@ -215,6 +216,8 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--runs", o.runs, "timed runs per point")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
   app.add_flag("--mixed-lengths", o.mixed_lengths, "lengths from T down to T/2 within a batch");
+  app.add_option("--threads", o.threads, "cpu: threads of the backend and of its peers (0: the CPUs this process may run on)")
+      ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--profile", o.profile, "per-kernel device time of each point (eager; CUDA events)");
   app.add_flag("!--no-cuda-graphs", o.cuda_graphs, "run eagerly");
   app.add_flag("--peers", o.peers, "also time the PyTorch reference (reference/bench_peers.py; needs torch)");
@@ -256,14 +259,14 @@ int run_bench(const BenchOptions& o) {
                                        : load_model_dir(o.model_dir);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
-  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8);
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads);
   AsrModel asr(model, *backend);
   // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
   // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.
   std::unique_ptr<Backend> ref_backend;
   std::unique_ptr<AsrModel> ref;
   if ((o.device == "cuda" && dt == DType::kF16) || int8) {
-    ref_backend = make_backend(o.device, DType::kF32, false);
+    ref_backend = make_backend(o.device, DType::kF32, false, false, o.threads);
     ref = std::make_unique<AsrModel>(model, *ref_backend);
   }
 
@@ -296,12 +299,13 @@ int run_bench(const BenchOptions& o) {
     dump_weights(model, model_yaml(o, model), dump);
     peers_file = dump + "/peers.json";
     // CPU: ONNX Runtime (FP32, dynamic INT8) and PyTorch eager with as many threads as the CPU
-    // backend (the CPUs this process may run on); CUDA: the PyTorch GPU peers.
+    // backend (--threads, else the CPUs this process may run on); CUDA: the PyTorch GPU peers.
     const std::string cmd = fmt::format("python3 {}/reference/{} --dump {} --grid {} --runs {} --warmup {} "
-                                        "--out {}{}{}",
+                                        "--out {}{}{}{}",
                                         WENET_SOURCE_DIR, o.device == "cpu" ? "bench_cpu_peers.py" : "bench_peers.py",
                                         dump, o.grid, o.runs, o.warmup, peers_file, o.compile ? " --compile" : "",
-                                        o.mixed_lengths ? " --mixed-lengths" : "");
+                                        o.mixed_lengths ? " --mixed-lengths" : "",
+                                        o.device == "cpu" && o.threads > 0 ? fmt::format(" --threads {}", o.threads) : "");
     fmt::print(stderr, "running the peers: {}\n", cmd);
     WENET_CHECK(std::system(cmd.c_str()) == 0, "the peers' script failed: {}", cmd);
   }

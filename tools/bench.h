@@ -19,6 +19,7 @@ struct BenchOptions {
   std::string precision = "fp16";
   int runs = 50, warmup = 10;
   bool mixed_lengths = false;
+  int threads = 0;               // cpu: threads of the backend and of its peers (0: the CPUs this process may run on)
   bool profile = false;          // per-kernel device time of each part (eager, CUDA events)
   bool cuda_graphs = true;
   bool peers = false;            // run reference/bench_peers.py (needs torch)
