@@ -71,9 +71,9 @@ void accuracy(const std::vector<float>& got, const std::vector<float>& want, Sta
 }
 
 // cpu: FP32, or dynamic INT8 linear layers with int8; cuda: FP16 / FP32 as dtype, with
-// Programmatic Dependent Launch where supported unless pdl is false.
+// Programmatic Dependent Launch where supported when pdl (or WENET_RT_PDL=1).
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false,
-                                      bool pdl = true) {
+                                      bool pdl = false) {
   if (device == "cpu") return make_cpu_backend(CpuBackendOptions{0, int8});
 #ifdef WENET_RT_HAVE_CUDA
   CudaBackendOptions o;
@@ -264,7 +264,7 @@ int run_bench(const BenchOptions& o) {
                                        : load_model_dir(o.model_dir);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
-  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8);
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, /*pdl=*/o.compare_pdl);
   AsrModel asr(model, *backend);
   // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
   // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.

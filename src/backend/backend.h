@@ -249,8 +249,9 @@ struct CudaBackendOptions {
   DType dtype = DType::kF16;
   bool cuda_graphs = true;
   // Programmatic Dependent Launch of the fused kernels where the device supports it (compute
-  // capability 9.0+); WENET_RT_PDL=0 in the environment turns it off too.
-  bool programmatic_launch = true;
+  // capability 9.0+). Off until measured on a GPU (it has only been compiled so far);
+  // WENET_RT_PDL=1 / 0 in the environment turns it on / off for every backend.
+  bool programmatic_launch = false;
   int device = 0;
   void* stream = nullptr;  // cudaStream_t; null = the backend creates its own
 };

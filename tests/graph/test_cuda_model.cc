@@ -130,6 +130,7 @@ TEST(CudaModel, ProgrammaticLaunchEqualsPlainLaunch) {
     ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
     const char* env = std::getenv("WENET_RT_PDL");
     const bool env_off = env && std::strcmp(env, "0") == 0;
+    if (env && !env_off) GTEST_SKIP() << "WENET_RT_PDL=" << env << " turns PDL on in every backend: nothing to compare";
     // On Hopper and later PDL must really be on (else this test compares plain with plain).
     EXPECT_EQ(pdl_graphs->programmatic_launch(), major >= 9 && !env_off) << "compute capability major " << major;
     EXPECT_FALSE(plain->programmatic_launch());

@@ -7,9 +7,9 @@
 // Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
 // chunks outside graph capture), WENET_RT_NORM_GEMM_MAX_ROWS (largest row count for the fused
 // LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and
-// check after every op outside capture: for locating a failing kernel), WENET_RT_PDL=0 (launch the
-// kernels of kernels/ without Programmatic Dependent Launch; it is on by default where
-// supported: compute capability 9.0+, see kernels/launch.cuh).
+// check after every op outside capture: for locating a failing kernel), WENET_RT_PDL=1 / 0 (launch the
+// kernels of kernels/ with / without Programmatic Dependent Launch, where supported: compute
+// capability 9.0+, see kernels/launch.cuh; else CudaBackendOptions::programmatic_launch decides).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -126,7 +126,7 @@ class CudaBackend final : public Backend {
     norm_gemm_max_rows_ = int64_t(env_count("WENET_RT_NORM_GEMM_MAX_ROWS", kDefaultNormGemmMaxRows));
     const char* sync = std::getenv("WENET_RT_CUDA_SYNC");
     debug_sync_ = sync && *sync && std::strcmp(sync, "0") != 0;
-    pdl_ = o.programmatic_launch && env_count("WENET_RT_PDL", 1) != 0 && ck::programmatic_launch_supported(device_);
+    pdl_ = env_count("WENET_RT_PDL", o.programmatic_launch ? 1 : 0) != 0 && ck::programmatic_launch_supported(device_);
   }
 
   ~CudaBackend() override { release(); }
