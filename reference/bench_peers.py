@@ -26,8 +26,12 @@ Per grid point BxT (batch x input frames):
     and its argmax, all of it timed.
 Peers: torch_fp32 (eager), torch_fp16 (eager, model.half()), torch_fp16_graph
   (fp16 under one captured torch.cuda.CUDAGraph) and, with --compile,
-  torch_compile_fp16 (torch.compile mode reduce-overhead; a point is skipped
-  when compiling fails or takes longer than --compile-timeout seconds).
+  torch_compile_fp16 (torch.compile mode reduce-overhead) and
+  torch_compile_max_autotune_fp16 (mode max-autotune: Triton / GEMM autotuning
+  plus CUDA graphs; minutes a point). Each is compiled afresh for every shape;
+  compiling, autotuning and the first calls are not timed. A point is skipped
+  when compiling fails or takes longer than --compile-timeout seconds
+  (--autotune-timeout for max-autotune).
 Timing: CUDA events around each run (synchronized after each, so a run is one
   request's latency), after warm-up; median and p90 in ms; throughput =
   B*T / latency in seconds. Accuracy of output 0 (encoder_out on valid
@@ -61,7 +65,11 @@ from wenet_ref.model import (BiTransformerDecoder, WenetModel,  # noqa: E402
 NUM_HYPS = 10
 HYP_WIDTH = 64  # <sos> + 62 tokens + <eos>
 TOPK = 10
-PEERS = ("torch_fp32", "torch_fp16", "torch_fp16_graph", "torch_compile_fp16")
+PEERS = ("torch_fp32", "torch_fp16", "torch_fp16_graph", "torch_compile_fp16",
+         "torch_compile_max_autotune_fp16")
+# torch.compile peers: name -> mode (run with --compile)
+COMPILE_MODES = {"torch_compile_fp16": "reduce-overhead",
+                 "torch_compile_max_autotune_fp16": "max-autotune"}
 
 
 # --------------------------------------------------------------------------
@@ -418,7 +426,7 @@ class Bench:
         row.update(extra or {})
         self.points.append(row)
         self.write()
-        print(f"{part:8s} {batch:3d}x{frames:<5d} {peer:18s} "
+        print(f"{part:8s} {batch:3d}x{frames:<5d} {peer:31s} "
               f"median {med:9.3f} ms  p90 {row['p90_ms']:9.3f} ms  "
               f"a0 {a0:.3e}  r0 {r0:.3e}", file=sys.stderr)
 
@@ -488,8 +496,10 @@ class Bench:
                                 times, out[0], ref0, valid)
                     del graph, out
 
-        if "torch_compile_fp16" in peers and self.args.compile and self.cuda:
-            self.run_compiled(part, batch, frames, step, in16, ref0, valid)
+        for peer, mode in COMPILE_MODES.items():
+            if peer in peers and self.args.compile and self.cuda:
+                self.run_compiled(peer, mode, part, batch, frames, step, in16,
+                                  ref0, valid)
         del ref, ref0
         if self.cuda:
             torch.cuda.empty_cache()
@@ -511,29 +521,34 @@ class Bench:
         write_goldens(os.path.join(self.args.save_io,
                                    f"{part}_{batch}x{frames}"), tensors)
 
-    def run_compiled(self, part, batch, frames, step, in16, ref0, valid):
-        """torch.compile(mode="reduce-overhead") of the fp16 step, compiled
-        afresh for this shape (dynamic=False: torch's best case). The point
-        is skipped when compiling, with the first calls that record its CUDA
-        graphs, fails or passes --compile-timeout; after a timeout the
-        part's later points are skipped too (they would cost as much), and
-        so are all points once --compile-budget seconds are spent."""
+    def run_compiled(self, peer, mode, part, batch, frames, step, in16, ref0,
+                     valid):
+        """torch.compile(mode=mode) of the fp16 step (reduce-overhead or
+        max-autotune; both record CUDA graphs), compiled afresh for this
+        shape (dynamic=False: torch's best case). Compiling, autotuning and
+        the first calls that record the CUDA graphs are not timed; then
+        time_runs warms up again and times. The point is skipped when all
+        that fails or passes --compile-timeout (--autotune-timeout for
+        max-autotune); after a timeout the peer's later points of the part
+        are skipped too (they would cost as much), and so are all points
+        once --compile-budget seconds are spent."""
         import torch._dynamo
-        what = f"torch_compile_fp16 {part} {batch}x{frames} skipped"
-        if part in self.compile_gave_up:
+        what = f"{peer} {part} {batch}x{frames} skipped"
+        if (peer, part) in self.compile_gave_up:
             self.note(f"{what}: an earlier {part} point timed out")
             return
         budget = self.args.compile_budget
         if budget > 0 and self.compile_spent >= budget:
             self.note(f"{what}: --compile-budget {budget:g} s spent")
             return
-        limit = self.args.compile_timeout
+        limit = (self.args.autotune_timeout if mode == "max-autotune" else
+                 self.args.compile_timeout)
         if budget > 0:
             limit = min(limit, budget - self.compile_spent)
         torch._dynamo.reset()
         model16 = self.model16
         compiled = torch.compile(lambda *xs: step(model16, *xs),
-                                 mode="reduce-overhead", dynamic=False)
+                                 mode=mode, dynamic=False)
 
         def call():
             torch.compiler.cudagraph_mark_step_begin()
@@ -554,11 +569,11 @@ class Bench:
                     torch.cuda.synchronize()
         except CompileTimeout:
             failure = f"compiling took over {limit:g} s"
-            self.compile_gave_up.add(part)
+            self.compile_gave_up.add((peer, part))
         except Exception as e:  # noqa: BLE001 - any compile failure skips
             if time.perf_counter() - t0 >= limit:  # timeout wrapped by dynamo
                 failure = f"compiling took over {limit:g} s"
-                self.compile_gave_up.add(part)
+                self.compile_gave_up.add((peer, part))
             else:
                 failure = (f"{type(e).__name__}: "
                            f"{str(e).splitlines()[0][:300]}")
@@ -569,14 +584,14 @@ class Bench:
         self.compile_spent += compile_s
         if failure is None and compile_s > limit:
             failure = f"compiling took {compile_s:.0f} s, over {limit:g} s"
-            self.compile_gave_up.add(part)
+            self.compile_gave_up.add((peer, part))
         if failure is None:
             with torch.inference_mode():
                 times = time_runs(run, self.args.runs, self.args.warmup,
                                   self.device)
-                self.record(part, "torch_compile_fp16", batch, frames, times,
-                            run.out[0], ref0, valid,
-                            {"compile_s": round(compile_s, 2)})
+                self.record(part, peer, batch, frames, times, run.out[0],
+                            ref0, valid, {"compile_s": round(compile_s, 2),
+                                          "compile_mode": mode})
         else:
             self.note(f"{what}: {failure}")
         del run
@@ -613,9 +628,13 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--out", default="peers.json")
     p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile(mode=reduce-overhead) fp16")
+                   help="also time torch.compile fp16, modes reduce-overhead "
+                        "and max-autotune (see --peers)")
     p.add_argument("--compile-timeout", type=float, default=120.0,
                    help="seconds per point for compiling (default 120)")
+    p.add_argument("--autotune-timeout", type=float, default=900.0,
+                   help="seconds per point for compiling with max-autotune "
+                        "(default 900)")
     p.add_argument("--compile-budget", type=float, default=0.0,
                    help="total seconds for compiling, all points (0: none)")
     p.add_argument("--mixed-lengths", action="store_true",
@@ -664,13 +683,15 @@ def main(argv=None) -> int:
     check_forwards(model)
     bench = Bench(args, model)
     if not bench.cuda:
-        for peer in ("torch_fp16_graph", "torch_compile_fp16"):
-            if peer in args.peers and (peer != "torch_compile_fp16" or
+        for peer in ("torch_fp16_graph",) + tuple(COMPILE_MODES):
+            if peer in args.peers and (peer not in COMPILE_MODES or
                                        args.compile):
                 bench.note(f"{peer} skipped: needs a CUDA device, running "
                            f"on {args.device}")
-    elif "torch_compile_fp16" in args.peers and not args.compile:
-        bench.note("torch_compile_fp16 not run (no --compile)")
+    elif not args.compile:
+        for peer in COMPILE_MODES:
+            if peer in args.peers:
+                bench.note(f"{peer} not run (no --compile)")
     bench.write()
     for part in parts:
         for batch, frames in grid:

@@ -2,7 +2,7 @@
 # On a machine with an NVIDIA GPU: build, run the GPU tests, check the demo transcripts on CUDA and
 # run the end-to-end benchmarks (full-size random model and the demo model, each with the PyTorch
 # reference pipeline as a peer). Logs go to $OUT (default ./out). Steps: any of
-#   build tests transcripts streaming e2e-full e2e-demo streams grid server python
+#   build tests transcripts streaming e2e-full e2e-demo streams grid pdl server python
 # (default: the first seven). `server` (SERVER_MODEL: another model dir) and `python` run on the
 # bench's full-size U2++ model written as a model dir (done by either when missing). `python` needs nanobind and pytest
 # as wheels in .device/py (the GPU machine reaches no registry):
@@ -66,6 +66,13 @@ for step in $steps; do
       log e2e demo model
       ./build/wenet-rt bench models/demo --e2e --peers --peer-seconds "${PEER_SECONDS:-60}" --json "$out/e2e_demo.json" >"$out/e2e_demo.log" 2>&1
       cat "$out/e2e_demo.log" | grep -v "^running" ;;
+    pdl)
+      log "Programmatic Dependent Launch: all GPU tests with it on, then the grid both ways"
+      WENET_RT_PDL=1 ctest --test-dir build -L gpu --output-on-failure -j4 >"$out/gpu_tests_pdl.log" 2>&1
+      grep -E "tests passed|FAILED|Failed" "$out/gpu_tests_pdl.log" | head -20
+      ./build/tests/graph/test_cuda_model --gtest_filter='*Programmatic*' 2>&1 | grep -E "PDL|OK|FAILED" | head
+      ./build/wenet-rt bench --compare-pdl >"$out/grid_pdl.log" 2>&1
+      tail -30 "$out/grid_pdl.log" ;;
     grid)
       log grid
       ./build/wenet-rt bench --peers >"$out/grid.log" 2>&1

@@ -70,17 +70,19 @@ void accuracy(const std::vector<float>& got, const std::vector<float>& want, Sta
   s.r0 = rel.empty() ? 0 : rel[rel.size() / 2];
 }
 
-// cpu: FP32, or dynamic INT8 linear layers with int8; cuda: FP16 / FP32 as dtype.
+// cpu: FP32, or dynamic INT8 linear layers with int8, on `threads` (0: all); cuda: FP16 / FP32 as
+// dtype, with Programmatic Dependent Launch where supported when pdl (or WENET_RT_PDL=1).
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false,
-                                      int threads = 0) {
+                                      int threads = 0, bool pdl = false) {
   if (device == "cpu") return make_cpu_backend(CpuBackendOptions{threads, int8});
 #ifdef WENET_RT_HAVE_CUDA
   CudaBackendOptions o;
   o.dtype = dtype;
   o.cuda_graphs = graphs;
+  o.programmatic_launch = pdl;
   return make_cuda_backend(o);
 #else
-  (void)dtype, (void)graphs;
+  (void)dtype, (void)graphs, (void)pdl;
   fail("device {}: this build has no CUDA backend", device);
 #endif
 }
@@ -221,7 +223,12 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_flag("--profile", o.profile, "per-kernel device time of each point (eager; CUDA events)");
   app.add_flag("!--no-cuda-graphs", o.cuda_graphs, "run eagerly");
   app.add_flag("--peers", o.peers, "also time the PyTorch reference (reference/bench_peers.py; needs torch)");
-  app.add_flag("--compile", o.compile, "peers: include torch.compile (slow to compile)");
+  app.add_flag("--compile", o.compile,
+               "peers: include torch.compile, modes reduce-overhead and max-autotune (slow to compile: minutes a "
+               "point)");
+  app.add_flag("--compare-pdl", o.compare_pdl,
+               "cuda: also time every point with Programmatic Dependent Launch off (a second backend), shown as the "
+               "peer 'wenet-rt no PDL'");
   app.add_option("--peers-json", o.peers_json, "read the peers' results from this file instead");
   app.add_option("--json", o.json_out, "write all results as JSON here");
   app.add_flag("--e2e", o.e2e_mode, "measure end-to-end transcription speed (audio files in, text out) instead");
@@ -259,7 +266,7 @@ int run_bench(const BenchOptions& o) {
                                        : load_model_dir(o.model_dir);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
-  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads);
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads, /*pdl=*/o.compare_pdl);
   AsrModel asr(model, *backend);
   // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
   // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.
@@ -269,6 +276,20 @@ int run_bench(const BenchOptions& o) {
     ref_backend = make_backend(o.device, DType::kF32, false, false, o.threads);
     ref = std::make_unique<AsrModel>(model, *ref_backend);
   }
+
+  // The same engine with PDL off, timed as a peer: PDL's gain in one run.
+  const bool compare_pdl = o.compare_pdl && o.device == "cuda";
+  std::unique_ptr<Backend> no_pdl_backend;
+  std::unique_ptr<AsrModel> no_pdl;
+  if (compare_pdl) {
+    if (!backend->programmatic_launch())
+      fmt::print(stderr, "--compare-pdl: PDL is off in the main backend too (device below compute capability 9.0, "
+                         "or WENET_RT_PDL=0): both columns time plain launches\n");
+    no_pdl_backend = make_backend(o.device, dt, o.cuda_graphs, false, 0, /*pdl=*/false);
+    no_pdl = std::make_unique<AsrModel>(model, *no_pdl_backend);
+  }
+  const std::string no_pdl_peer = "wenet-rt no PDL";
+  nlohmann::json no_pdl_points = nlohmann::json::array();
 
   std::vector<Row> rows;
   for (const Point& p : grid) {
@@ -284,6 +305,16 @@ int run_bench(const BenchOptions& o) {
       const Resident ref_res = make_resident(*ref, in, p);
       accuracy(run_encoder(asr, res), run_encoder(*ref, ref_res), enc.s);
       accuracy(run_decoder(asr, res, p), run_decoder(*ref, ref_res, p), dec.s);
+    }
+    if (no_pdl) {
+      const Resident np_res = make_resident(*no_pdl, in, p);
+      const Stats e = time_runs(*no_pdl_backend, o.warmup, o.runs, [&] { run_encoder_once(*no_pdl, np_res); });
+      const Stats d = time_runs(*no_pdl_backend, o.warmup, o.runs, [&] { run_decoder_once(*no_pdl, np_res, p); });
+      for (const auto& [part, st] : {std::pair{"encoder", e}, std::pair{"decoder", d}})
+        no_pdl_points.push_back({{"peer", no_pdl_peer}, {"part", part}, {"batch", p.batch}, {"frames", p.frames},
+                                 {"median_ms", st.median_ms}, {"p90_ms", st.p90_ms}});
+      fmt::print(stderr, "{}x{} without PDL: encoder {:.3f} ms, decoder {:.3f} ms\n", p.batch, p.frames, e.median_ms,
+                 d.median_ms);
     }
     rows.push_back(enc);
     rows.push_back(dec);
@@ -319,18 +350,23 @@ int run_bench(const BenchOptions& o) {
   if (peers.contains("points"))
     for (const auto& pt : peers["points"])
       by_peer[pt["peer"]][{pt["part"], pt["batch"], pt["frames"]}] = pt;
+  for (const auto& pt : no_pdl_points) by_peer[pt["peer"]][{pt["part"], pt["batch"], pt["frames"]}] = pt;
+  // Column width per peer: its name and " (x)", at least 22.
+  std::map<std::string, size_t> width;
+  for (const auto& [peer, _] : by_peer) width[peer] = std::max<size_t>(22, peer.size() + 4);
 
   const std::string device = o.device == "cuda" && peers.contains("device") ? peers["device"].get<std::string>() : o.device;
   // The CPU backend runs FP32 unless asked for INT8 (its default precision, fp16, means fp32 there).
   const std::string precision = o.device == "cpu" && !int8 ? "fp32" : o.precision;
-  fmt::print("wenet-rt bench: {} ({}), {} {}{}, {} runs after {} warm-up; time per run in ms ({}; median / p90)\n",
+  fmt::print("wenet-rt bench: {} ({}), {} {}{}{}, {} runs after {} warm-up; time per run in ms ({}; median / p90)\n",
              o.model_dir.empty() ? "full-size conformer, random weights" : o.model_dir, device, o.device, precision,
-             o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", o.runs, o.warmup,
+             o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", backend->programmatic_launch() ? " + PDL" : "",
+             o.runs, o.warmup,
              o.device == "cuda" ? "CUDA events, inputs resident" : "wall time, inputs resident");
   for (const std::string part : {"encoder", "decoder"}) {
     std::string header = fmt::format("\n{:<8} {:>6} {:>8} {:>8} {:>12} {:>9} {:>9}", part, "BxT", "median", "p90",
                                      "frames/s", "a0", "r0");
-    for (const auto& [peer, _] : by_peer) header += fmt::format(" {:>22}", peer + " (x)");
+    for (const auto& [peer, _] : by_peer) header += fmt::format(" {:>{}}", peer + " (x)", width[peer]);
     fmt::print("{}\n", header);
     double sum = 0, n = 0;
     std::map<std::string, double> peer_sum;
@@ -344,12 +380,12 @@ int run_bench(const BenchOptions& o) {
       for (const auto& [peer, pts] : by_peer) {
         const auto it = pts.find({part, r.p.batch, r.p.frames});
         if (it == pts.end()) {
-          line += fmt::format(" {:>22}", "-");
+          line += fmt::format(" {:>{}}", "-", width[peer]);
           continue;
         }
         const double ms = it->second["median_ms"];
         peer_sum[peer] += ms;
-        line += fmt::format(" {:>22}", fmt::format("{:.3f} ({:.1f}x)", ms, ms / r.s.median_ms));
+        line += fmt::format(" {:>{}}", fmt::format("{:.3f} ({:.2f}x)", ms, ms / r.s.median_ms), width[peer]);
       }
       fmt::print("{}\n", line);
       sum += r.s.median_ms;
@@ -357,7 +393,8 @@ int run_bench(const BenchOptions& o) {
     }
     std::string avg = fmt::format("{:<8} {:>6} {:>8.3f}", "", "avg", sum / n);
     avg += std::string(48, ' ');
-    for (const auto& [peer, s] : peer_sum) avg += fmt::format(" {:>22}", fmt::format("{:.3f} ({:.1f}x)", s / n, s / sum));
+    for (const auto& [peer, s] : peer_sum)
+      avg += fmt::format(" {:>{}}", fmt::format("{:.3f} ({:.2f}x)", s / n, s / sum), width[peer]);
     fmt::print("{}\n", avg);
   }
 
@@ -365,6 +402,8 @@ int run_bench(const BenchOptions& o) {
     nlohmann::json j;
     j["device"] = device;
     j["precision"] = o.precision;
+    j["pdl"] = backend->programmatic_launch();
+    if (!no_pdl_points.empty()) j["no_pdl_points"] = no_pdl_points;
     for (const Row& r : rows)
       j["points"].push_back({{"part", r.part}, {"batch", r.p.batch}, {"frames", r.p.frames},
                              {"median_ms", r.s.median_ms}, {"p90_ms", r.s.p90_ms}, {"a0", r.s.a0}, {"r0", r.s.r0}});

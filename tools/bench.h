@@ -23,7 +23,8 @@ struct BenchOptions {
   bool profile = false;          // per-kernel device time of each part (eager, CUDA events)
   bool cuda_graphs = true;
   bool peers = false;            // run reference/bench_peers.py (needs torch)
-  bool compile = false;          // ... with torch.compile
+  bool compile = false;          // ... with torch.compile (reduce-overhead and max-autotune)
+  bool compare_pdl = false;      // cuda: also time every point with Programmatic Dependent Launch off
   std::string peers_json;        // or read its output from here
   std::string json_out;
   // --e2e: transcription speed of the whole pipeline instead of the grid (tools/bench_e2e.cc).

@@ -99,6 +99,8 @@ class Backend {
   virtual std::string name() const = 0;
   // dtype of weights and activations (f32 on cpu; f16 or f32 on cuda).
   virtual DType act_dtype() const = 0;
+  // Whether kernels are launched with Programmatic Dependent Launch (cuda, Hopper+), for reports.
+  virtual bool programmatic_launch() const { return false; }
 
   // --- memory ---------------------------------------------------------------------------------
   // Persistent copy of a float32 host tensor, converted to `dtype` (weights, tables).
@@ -246,6 +248,10 @@ std::unique_ptr<Backend> make_cpu_backend(int threads = 0);  // FP32
 struct CudaBackendOptions {
   DType dtype = DType::kF16;
   bool cuda_graphs = true;
+  // Programmatic Dependent Launch of the fused kernels where the device supports it (compute
+  // capability 9.0+). Off until measured on a GPU (it has only been compiled so far);
+  // WENET_RT_PDL=1 / 0 in the environment turns it on / off for every backend.
+  bool programmatic_launch = false;
   int device = 0;
   void* stream = nullptr;  // cudaStream_t; null = the backend creates its own
 };

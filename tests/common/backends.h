@@ -24,20 +24,23 @@ inline std::vector<BackendKind> test_backends() {
 #endif
 }
 
-// nullptr when the backend cannot run here (no GPU).
-inline std::unique_ptr<Backend> make_test_backend(BackendKind k, bool cuda_graphs = true) {
+// nullptr when the backend cannot run here (no GPU). CUDA backends launch their kernels with
+// Programmatic Dependent Launch where the device supports it when `pdl` (or the environment has
+// WENET_RT_PDL=1; =0 turns it off everywhere).
+inline std::unique_ptr<Backend> make_test_backend(BackendKind k, bool cuda_graphs = true, bool pdl = false) {
   if (k == BackendKind::kCpu) return make_cpu_backend();
 #if defined(WENET_RT_HAVE_CUDA) && defined(WENET_TEST_GPU)
   try {
     CudaBackendOptions o;
     o.dtype = k == BackendKind::kCudaF16 ? DType::kF16 : DType::kF32;
     o.cuda_graphs = cuda_graphs;
+    o.programmatic_launch = pdl;
     return make_cuda_backend(o);
   } catch (const Error&) {
     return nullptr;
   }
 #else
-  (void)cuda_graphs;
+  (void)cuda_graphs, (void)pdl;
   return nullptr;
 #endif
 }

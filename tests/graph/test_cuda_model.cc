@@ -1,9 +1,13 @@
 // The CUDA backend on whole models (label gpu; skipped without a GPU): FP16 against the CPU FP32
 // reference on the seed's full-size model over its grid, CUDA-graph replay against eager
-// execution, and two models in one process.
+// execution, Programmatic Dependent Launch against plain launches, and two models in one process.
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <tuple>
 
 #include "common/backends.h"
 #include "common/golden.h"
@@ -107,6 +111,46 @@ TEST(CudaModel, GraphReplayEqualsEager) {
       EXPECT_EQ(r2.enc, e2.enc) << backend_kind_name(k);
       EXPECT_EQ(r2.dec, e2.dec) << backend_kind_name(k);
       EXPECT_NE(r2.enc, replay.enc);
+    }
+  }
+}
+
+// PDL (kernels/launch.cuh) changes when kernels start, never what they compute: outputs with it
+// must equal those without it bit for bit, eager and in captured graphs (first run captures, the
+// next ones replay), at the small shapes where kernels overlap most and at a large one. Repeated
+// runs give a missing griddepcontrol.wait (a kernel reading its predecessor's output too early)
+// chances to show as a difference.
+TEST(CudaModel, ProgrammaticLaunchEqualsPlainLaunch) {
+  for (BackendKind k : {BackendKind::kCudaF16, BackendKind::kCudaF32}) {
+    auto pdl_graphs = make_test_backend(k, true, true);
+    if (!pdl_graphs) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+    auto pdl_eager = make_test_backend(k, false, true);
+    auto plain = make_test_backend(k, false, false);
+    int major = 0;
+    ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
+    const char* env = std::getenv("WENET_RT_PDL");
+    const bool env_off = env && std::strcmp(env, "0") == 0;
+    if (env && !env_off) GTEST_SKIP() << "WENET_RT_PDL=" << env << " turns PDL on in every backend: nothing to compare";
+    // On Hopper and later PDL must really be on (else this test compares plain with plain).
+    EXPECT_EQ(pdl_graphs->programmatic_launch(), major >= 9 && !env_off) << "compute capability major " << major;
+    EXPECT_FALSE(plain->programmatic_launch());
+    std::printf("%s: PDL %s (compute capability major %d%s)\n", backend_kind_name(k),
+                pdl_graphs->programmatic_launch() ? "on" : "off", major, env_off ? ", WENET_RT_PDL=0" : "");
+    AsrModel mg(full_size_model(), *pdl_graphs), me(full_size_model(), *pdl_eager), mp(full_size_model(), *plain);
+    for (const auto [B, T, mixed] : {std::tuple{1, 16, false}, std::tuple{4, 64, true}, std::tuple{16, 256, true}}) {
+      const uint32_t seed = uint32_t(B * 1000 + T);
+      const Outputs want = run(mp, B, T, mixed, seed);
+      for (int rep = 0; rep < 3; ++rep) {  // graphs: capture, then replays
+        const Outputs g = run(mg, B, T, mixed, seed), e = run(me, B, T, mixed, seed);
+        EXPECT_EQ(g.enc, want.enc) << backend_kind_name(k) << " graphs " << B << "x" << T << " run " << rep;
+        EXPECT_EQ(g.dec, want.dec) << backend_kind_name(k) << " graphs " << B << "x" << T << " run " << rep;
+        EXPECT_EQ(e.enc, want.enc) << backend_kind_name(k) << " eager " << B << "x" << T << " run " << rep;
+        EXPECT_EQ(e.dec, want.dec) << backend_kind_name(k) << " eager " << B << "x" << T << " run " << rep;
+      }
+      // New inputs of a captured shape through the PDL graph.
+      const Outputs want2 = run(mp, B, T, mixed, seed + 1), g2 = run(mg, B, T, mixed, seed + 1);
+      EXPECT_EQ(g2.enc, want2.enc) << backend_kind_name(k) << " graphs, new inputs " << B << "x" << T;
+      EXPECT_EQ(g2.dec, want2.dec) << backend_kind_name(k) << " graphs, new inputs " << B << "x" << T;
     }
   }
 }

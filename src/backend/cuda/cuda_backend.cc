@@ -7,7 +7,9 @@
 // Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
 // chunks outside graph capture), WENET_RT_NORM_GEMM_MAX_ROWS (largest row count for the fused
 // LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and
-// check after every op outside capture: for locating a failing kernel).
+// check after every op outside capture: for locating a failing kernel), WENET_RT_PDL=1 / 0 (launch the
+// kernels of kernels/ with / without Programmatic Dependent Launch, where supported: compute
+// capability 9.0+, see kernels/launch.cuh; else CudaBackendOptions::programmatic_launch decides).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -124,12 +126,14 @@ class CudaBackend final : public Backend {
     norm_gemm_max_rows_ = int64_t(env_count("WENET_RT_NORM_GEMM_MAX_ROWS", kDefaultNormGemmMaxRows));
     const char* sync = std::getenv("WENET_RT_CUDA_SYNC");
     debug_sync_ = sync && *sync && std::strcmp(sync, "0") != 0;
+    pdl_ = env_count("WENET_RT_PDL", o.programmatic_launch ? 1 : 0) != 0 && ck::programmatic_launch_supported(device_);
   }
 
   ~CudaBackend() override { release(); }
 
   std::string name() const override { return "cuda"; }
   DType act_dtype() const override { return dtype_; }
+  bool programmatic_launch() const override { return pdl_; }
 
   // --- memory -----------------------------------------------------------------------------------
   Tensor upload(const HostTensor& t, DType dtype) override {
@@ -206,7 +210,7 @@ class CudaBackend final : public Backend {
       ensure_staging(size_t(rows * cols) * sizeof(float));
       upload_2d(staging_.ptr, size_t(cols) * sizeof(float), host, size_t(cols) * sizeof(float),
                 size_t(cols) * sizeof(float), size_t(rows));
-      ck::convert_copy_2d(staging_.ptr, cols, false, dst.data, dst.row_stride(), true, rows, cols, stream_);
+      ck::convert_copy_2d(staging_.ptr, cols, false, dst.data, dst.row_stride(), true, rows, cols, kernel_stream());
       after_launch("copy_in");
       return;
     }
@@ -223,7 +227,7 @@ class CudaBackend final : public Backend {
     if (rows * cols > 0) {
       if (src.dtype == DType::kF16) {  // convert on the device into float32 staging, then copy
         ensure_staging(size_t(rows * cols) * sizeof(float));
-        ck::convert_copy_2d(src.data, src.row_stride(), true, staging_.ptr, cols, false, rows, cols, stream_);
+        ck::convert_copy_2d(src.data, src.row_stride(), true, staging_.ptr, cols, false, rows, cols, kernel_stream());
         after_launch("copy_out");
         WENET_CUDA_CHECK(cudaMemcpyAsync(host, staging_.ptr, size_t(rows * cols) * sizeof(float),
                                          cudaMemcpyDeviceToHost, stream_));
@@ -430,7 +434,7 @@ class CudaBackend final : public Backend {
                 N, K, g.ldb, g.ldd);
     after_launch("linear");
     if (act == Activation::kSwish) {
-      ck::swish_inplace(y.data, y.row_stride(), M, N, f16(), stream_);
+      ck::swish_inplace(y.data, y.row_stride(), M, N, f16(), kernel_stream());
       after_launch("linear (swish)");
     }
   }
@@ -448,7 +452,7 @@ class CudaBackend final : public Backend {
     expect_act(w.beta, "layer_norm", "beta");
     if (zero_lens) WENET_CHECK(zero_lens->dtype == DType::kI32, "layer_norm: lengths must be int32");
     ck::layer_norm_zero_padded_rows(x.data, x.row_stride(), y.data, y.row_stride(), w.gamma.data, w.beta.data, M, D,
-                                    T, zero_lens ? zero_lens->ptr<int32_t>() : nullptr, f16(), stream_);
+                                    T, zero_lens ? zero_lens->ptr<int32_t>() : nullptr, f16(), kernel_stream());
     after_launch("layer_norm");
   }
 
@@ -487,7 +491,7 @@ class CudaBackend final : public Backend {
     p.N = N;
     p.K = int(K);
     p.act = to_kernel_act(act);
-    ck::layer_norm_gemm_f16(p, stream_);
+    ck::layer_norm_gemm_f16(p, kernel_stream());
     after_launch("norm_linear");
   }
 
@@ -501,7 +505,7 @@ class CudaBackend final : public Backend {
     WENET_CHECK(y.rows() == M && y.cols() == F, "cmvn: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M, F);
     expect_act(y, "cmvn", "y");
     ck::cmvn(x.ptr<float>(), x.row_stride(), mean.ptr<float>(), istd.ptr<float>(), y.data, y.row_stride(), M, F, f16(),
-             stream_);
+             kernel_stream());
     after_launch("cmvn");
   }
 
@@ -514,7 +518,7 @@ class CudaBackend final : public Backend {
     expect_contiguous(y, "transpose_ct", "y");
     expect_act(x, "transpose_ct", "x");
     expect_act(y, "transpose_ct", "y");
-    ck::transpose_middle_axes(x.data, y.data, x.dim(0), x.dim(1), x.dim(2), x.dim(3), f16(), stream_);
+    ck::transpose_middle_axes(x.data, y.data, x.dim(0), x.dim(1), x.dim(2), x.dim(3), f16(), kernel_stream());
     after_launch("transpose_ct");
   }
 
@@ -531,7 +535,7 @@ class CudaBackend final : public Backend {
                   pos->rows(), pos->cols(), T, D);
     }
     ck::scale_add_pos(x.data, x.row_stride(), scale, pos ? pos->data : nullptr, pos ? pos->row_stride() : 0, y.data,
-                      y.row_stride(), M, D, T, f16(), stream_);
+                      y.row_stride(), M, D, T, f16(), kernel_stream());
     after_launch("scale_add_pos");
   }
 
@@ -549,7 +553,7 @@ class CudaBackend final : public Backend {
     expect_act(pos, "embed", "pos");
     expect_act(y, "embed", "y");
     ck::embed_scale_add_pos(ids.ptr<int32_t>(), table.data, table.row_stride(), scale, pos.data, pos.row_stride(),
-                            y.data, y.row_stride(), M, D, T, V, error_flag_device_, f16(), stream_);
+                            y.data, y.row_stride(), M, D, T, V, error_flag_device_, f16(), kernel_stream());
     after_launch("embed");
   }
 
@@ -563,7 +567,7 @@ class CudaBackend final : public Backend {
     expect_act(x, "ring_write", "x");
     ck::ring_write_rows(x.data, x.row_stride(), lens.ptr<int32_t>(), slots.ptr<int32_t>(), first.ptr<int32_t>(),
                         int(x.dim(0)), int(x.dim(1)), int(x.cols()), ring_rows, int(pool.rows() / ring_rows), pool.data,
-                        pool.row_stride(), f16(), stream_);
+                        pool.row_stride(), f16(), kernel_stream());
     after_launch("ring_write");
   }
 
@@ -574,7 +578,7 @@ class CudaBackend final : public Backend {
     expect_act(y, "ring_read", "y");
     ck::ring_read_rows(pool.data, pool.row_stride(), slots.ptr<int32_t>(), first.ptr<int32_t>(), int(y.dim(0)),
                        int(y.dim(1)), int(y.cols()), ring_rows, int(pool.rows() / ring_rows), fill.data, y.data,
-                       y.row_stride(), f16(), stream_);
+                       y.row_stride(), f16(), kernel_stream());
     after_launch("ring_read");
   }
 
@@ -585,7 +589,7 @@ class CudaBackend final : public Backend {
     WENET_CHECK(y.dtype == DType::kF32, "log_softmax: output must be float32, got {}", dtype_name(y.dtype));
     WENET_CHECK(y.rows() == M && y.cols() == N, "log_softmax: y [{}, {}], expected [{}, {}]", y.rows(), y.cols(), M,
                 N);
-    ck::log_softmax(x.data, x.row_stride(), y.ptr<float>(), y.row_stride(), M, N, f16(), stream_);
+    ck::log_softmax(x.data, x.row_stride(), y.ptr<float>(), y.row_stride(), M, N, f16(), kernel_stream());
     after_launch("log_softmax");
   }
 
@@ -596,7 +600,8 @@ class CudaBackend final : public Backend {
     expect_act(x, "log_softmax_top_k", "x");
     check_log_softmax_top_k(x, blank, top_ids, top_logp, blank_logp);
     ck::log_softmax_top_k(x.data, x.row_stride(), M, V, int(k), blank, top_ids.ptr<int32_t>(), top_ids.row_stride(),
-                          top_logp.ptr<float>(), top_logp.row_stride(), blank_logp.ptr<float>(), f16(), stream_);
+                          top_logp.ptr<float>(), top_logp.row_stride(), blank_logp.ptr<float>(), f16(),
+                          kernel_stream());
     after_launch("log_softmax_top_k");
   }
 
@@ -605,6 +610,9 @@ class CudaBackend final : public Backend {
 
  private:
   bool f16() const { return dtype_ == DType::kF16; }
+  // Where the fused kernels are enqueued, and whether with PDL (fixed for the backend's life: its
+  // captured graphs hold the launches as they were made).
+  ck::KernelStream kernel_stream() const { return {stream_, pdl_}; }
 
   void ensure_device() {
     int current = -1;
@@ -712,6 +720,7 @@ class CudaBackend final : public Backend {
   DType dtype_;
   bool graphs_;
   bool debug_sync_ = false;
+  bool pdl_ = false;
   int64_t norm_gemm_max_rows_ = 0;
   bool capturing_ = false;
   bool profiling_ = false;
@@ -750,7 +759,8 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
   const int64_t K = C * kh * kw, P = Ho * Wo;
   if (B * O * P == 0) return;
   if (K <= ck::kMaxDirectConvK) {  // e.g. the first subsampling conv (C = 1): direct
-    ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu, f16(), stream_);
+    ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu, f16(),
+                         kernel_stream());
     after_launch("conv2d");
     return;
   }
@@ -760,7 +770,7 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
   const int64_t ldc = round_up(K, 8);
   void* col = arena_->alloc(size_t(B * P * ldc) * es, !capturing_);
   void* nhwc = arena_->alloc(size_t(B * P * O) * es, !capturing_);
-  ck::im2col_rows(x.data, col, ldc, B, C, H, W, kh, kw, stride, Ho, Wo, f16(), stream_);
+  ck::im2col_rows(x.data, col, ldc, B, C, H, W, kh, kw, stride, Ho, Wo, f16(), kernel_stream());
   after_launch("conv2d (im2col)");
   GemmArgs g;
   g.trans_a = true;  // W [O, K] row-major is K x O column-major
@@ -777,7 +787,7 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
   g.relu = relu;
   WENET_CHECK(gemm_->run(g, stream_), "conv2d: cuBLASLt has no algorithm for O={} positions={} K={}", O, B * P, K);
   after_launch("conv2d (gemm)");
-  ck::transpose_middle_axes(nhwc, y.data, B, P, O, 1, f16(), stream_);
+  ck::transpose_middle_axes(nhwc, y.data, B, P, O, 1, f16(), kernel_stream());
   after_launch("conv2d (to NCHW)");
 }
 
@@ -812,7 +822,7 @@ void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights
     const int64_t scratch = ck::linear_log_softmax_gather_f16_scratch(M, int(K), vocab);
     float* partial =
         scratch ? static_cast<float*>(arena_->alloc(size_t(scratch) * sizeof(float), !capturing_)) : nullptr;
-    ck::linear_log_softmax_gather_f16(p, partial, stream_);
+    ck::linear_log_softmax_gather_f16(p, partial, kernel_stream());
     after_launch("linear_log_softmax_gather");
     return;
   }
@@ -841,7 +851,7 @@ void CudaBackend::linear_log_softmax_gather(const Tensor& x, const LinearWeights
                 rows, N, K);
     after_launch("linear_log_softmax_gather (gemm)");
     ck::log_softmax_gather_rows(logits, ld, rows, vocab, targets.ptr<int32_t>() + m0, out.ptr<float>() + m0, f16(),
-                                stream_);
+                                kernel_stream());
     after_launch("linear_log_softmax_gather (log-sum-exp, gather)");
   }
 }
@@ -911,7 +921,7 @@ void CudaBackend::attention(const AttentionArgs& a) {
     p.ring_rows = a.ring_rows;
     p.ring_slots = int(a.k.rows() / a.ring_rows);
   }
-  ck::attention_rel_pos_online_softmax(p, f16(), stream_);
+  ck::attention_rel_pos_online_softmax(p, f16(), kernel_stream());
   after_launch("attention");
 }
 
@@ -956,7 +966,7 @@ void CudaBackend::conv_module(const ConvModuleArgs& a, Activation act) {
     p.ldl = a.left.data ? a.left.row_stride() : 0;
   }
   p.zero_from = a.zero_beyond_lens ? a.lens.ptr<int32_t>() : nullptr;
-  ck::glu_depthwise_conv_norm_act(p, f16(), stream_);
+  ck::glu_depthwise_conv_norm_act(p, f16(), kernel_stream());
   after_launch("conv_module");
 }
 

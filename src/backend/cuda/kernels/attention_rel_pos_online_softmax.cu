@@ -39,6 +39,7 @@ __device__ __forceinline__ float half_warp_sum(float v) {
 
 template <typename T, int DK, bool REL>
 __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionParams p, float scale_log2) {
+  pdl_wait_and_trigger();
   constexpr int LD = DK + 1, SLD = kTK + 1, kDimsPerThread = DK / 16;
   extern __shared__ float smem[];
   float* Qu = smem;                         // [kTQ][LD]  (q + u) * scale * log2(e)
@@ -183,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionParams p, 
 }
 
 template <typename T, int DK, bool REL>
-void launch(const AttentionParams& p, cudaStream_t stream) {
+void launch(const AttentionParams& p, KernelStream stream) {
   constexpr size_t smem = smem_floats<DK, REL>() * sizeof(float);
   // Above 48 KB a kernel must opt in, once per device.
   static std::atomic<bool> opted_in[64];
@@ -197,11 +198,11 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
   }
   const dim3 grid(unsigned((p.Tq + kTQ - 1) / kTQ), unsigned(p.heads), unsigned(p.Bq));
   const float scale_log2 = 1.4426950408889634f / sqrtf(float(p.dk));
-  attention_kernel<T, DK, REL><<<grid, kThreads, smem, stream>>>(p, scale_log2);
+  launch_kernel(stream, attention_kernel<T, DK, REL>, grid, kThreads, smem, p, scale_log2);
 }
 
 template <typename T, bool REL>
-void launch_dk(const AttentionParams& p, cudaStream_t stream) {
+void launch_dk(const AttentionParams& p, KernelStream stream) {
   if (p.dk <= 32) launch<T, 32, REL>(p, stream);
   else if (p.dk <= 64) launch<T, 64, REL>(p, stream);
   else launch<T, 128, REL>(p, stream);
@@ -209,7 +210,7 @@ void launch_dk(const AttentionParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-void attention_rel_pos_online_softmax(const AttentionParams& p, bool f16, cudaStream_t stream) {
+void attention_rel_pos_online_softmax(const AttentionParams& p, bool f16, KernelStream stream) {
   if (p.Bq == 0 || p.Tq == 0 || p.heads == 0) return;
   if (f16) {
     attention_rel_pos_online_softmax_f16_mma(p, stream);

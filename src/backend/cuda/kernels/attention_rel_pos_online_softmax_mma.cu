@@ -61,6 +61,7 @@ __device__ __forceinline__ void stage_tile(__half* dst, const __half* src, int64
 
 template <int DK, bool REL>
 __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams p, float scale_log2, int loads) {
+  pdl_wait_and_trigger();
   constexpr int LDS = DK + 8, KSTEPS = DK / 16, DTILES = DK / 8, NTILES = kBK / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __half* Ks = reinterpret_cast<__half*>(smem_raw);  // [kBK][LDS]
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
 }
 
 template <int DK, bool REL>
-void launch(const AttentionParams& p, cudaStream_t stream) {
+void launch(const AttentionParams& p, KernelStream stream) {
   constexpr size_t smem = smem_bytes<DK, REL>();
   static std::atomic<bool> opted_in[64];  // above 48 KB a kernel must opt in, once per device
   int device = 0;
@@ -244,11 +245,11 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
   const int loads = aligned_to(8) ? kVec8 : aligned_to(2) ? kHalf2 : kScalar;
   const dim3 grid(unsigned((p.Tq + kBQ - 1) / kBQ), unsigned(p.heads), unsigned(p.Bq));
   const float scale_log2 = 1.4426950408889634f / sqrtf(float(p.dk));
-  attention_mma_kernel<DK, REL><<<grid, kThreads, smem, stream>>>(p, scale_log2, loads);
+  launch_kernel(stream, attention_mma_kernel<DK, REL>, grid, kThreads, smem, p, scale_log2, loads);
 }
 
 template <bool REL>
-void launch_dk(const AttentionParams& p, cudaStream_t stream) {
+void launch_dk(const AttentionParams& p, KernelStream stream) {
   if (p.dk <= 32) launch<32, REL>(p, stream);
   else if (p.dk <= 64) launch<64, REL>(p, stream);
   else launch<128, REL>(p, stream);
@@ -256,7 +257,7 @@ void launch_dk(const AttentionParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-void attention_rel_pos_online_softmax_f16_mma(const AttentionParams& p, cudaStream_t stream) {
+void attention_rel_pos_online_softmax_f16_mma(const AttentionParams& p, KernelStream stream) {
   if (p.Bq == 0 || p.Tq == 0 || p.heads == 0) return;
   if (p.pos) launch_dk<true>(p, stream);
   else launch_dk<false>(p, stream);

@@ -1,4 +1,5 @@
-// Device helpers shared by the kernels: float <-> storage conversions and warp reductions.
+// Device helpers shared by the kernels: float <-> storage conversions and warp reductions; and
+// launch.cuh, the one way they are launched.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -6,6 +7,8 @@
 
 #include <algorithm>
 #include <cstdint>
+
+#include "backend/cuda/kernels/launch.cuh"
 
 namespace wenet_rt::cuda_kernels {
 

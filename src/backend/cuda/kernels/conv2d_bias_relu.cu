@@ -14,6 +14,7 @@ template <typename T, int kMaxK>
 __global__ void conv2d_bias_relu_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                                         T* __restrict__ y, int B, int C, int H, int W, int O, int kh, int kw,
                                         int stride, int Ho, int Wo, bool relu) {
+  pdl_wait_and_trigger();
   const int P = Ho * Wo, K = C * kh * kw;
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= B * P) return;
@@ -41,9 +42,9 @@ __global__ void conv2d_bias_relu_kernel(const T* __restrict__ x, const T* __rest
 
 }  // namespace
 
-void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H,
-                      int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool relu,
-                      bool f16, cudaStream_t stream) {
+void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H, int64_t W,
+                      int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool relu, bool f16,
+                      KernelStream stream) {
   const int64_t positions = B * Ho * Wo;
   if (positions * O == 0) return;
   constexpr int kThreads = 128;
@@ -51,9 +52,9 @@ void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int6
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
     const auto launch = [&](auto kernel) {
-      kernel<<<grid, kThreads, 0, stream>>>(static_cast<const E*>(x), static_cast<const E*>(w),
-                                            static_cast<const E*>(b), static_cast<E*>(y), int(B), int(C), int(H),
-                                            int(W), int(O), int(kh), int(kw), int(stride), int(Ho), int(Wo), relu);
+      launch_kernel(stream, kernel, grid, kThreads, 0, static_cast<const E*>(x), static_cast<const E*>(w),
+                    static_cast<const E*>(b), static_cast<E*>(y), int(B), int(C), int(H), int(W), int(O), int(kh),
+                    int(kw), int(stride), int(Ho), int(Wo), relu);
     };
     if (C * kh * kw <= 9) launch(conv2d_bias_relu_kernel<E, 9>);
     else launch(conv2d_bias_relu_kernel<E, kMaxDirectConvK>);

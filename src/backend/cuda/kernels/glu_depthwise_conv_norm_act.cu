@@ -24,6 +24,7 @@ size_t smem_bytes(int frames, int group, int K) {
 template <typename T>
 __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(ConvModuleParams p, int frames,
                                                                                int group) {
+  pdl_wait_and_trigger();
   extern __shared__ float smem[];
   const int D = p.D, K = p.K, Tn = p.T, pad = p.causal ? K - 1 : (K - 1) / 2, halo_rows = frames + K - 1;
   const int t0 = blockIdx.x * frames, b = blockIdx.y, c0 = blockIdx.z * group, nc = min(group, D - c0);
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(C
 }
 
 template <typename T>
-void launch(const ConvModuleParams& p, cudaStream_t stream) {
+void launch(const ConvModuleParams& p, KernelStream stream) {
   // LayerNorm needs whole frames in a block; otherwise channels are independent.
   const int group = p.gamma ? p.D : std::min(p.D, kChannelGroup);
   const int groups = (p.D + group - 1) / group;
@@ -103,12 +104,12 @@ void launch(const ConvModuleParams& p, cudaStream_t stream) {
     if (device < 64) granted[device] = smem;
   }
   const dim3 grid{unsigned((p.T + frames - 1) / frames), unsigned(p.B), unsigned(groups)};
-  glu_depthwise_conv_norm_act_kernel<T><<<grid, kThreads, smem, stream>>>(p, frames, group);
+  launch_kernel(stream, glu_depthwise_conv_norm_act_kernel<T>, grid, kThreads, smem, p, frames, group);
 }
 
 }  // namespace
 
-void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, cudaStream_t stream) {
+void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, KernelStream stream) {
   if (p.B == 0 || p.T == 0) return;
   dispatch_type(f16, [&](auto t) { launch<decltype(t)>(p, stream); });
 }

@@ -17,6 +17,7 @@ template <typename T, bool kStaged>
 __global__ void __launch_bounds__(kThreads) im2col_rows_kernel(const T* __restrict__ x, T* __restrict__ col, int C,
                                                                int H, int W, int kh, int kw, int stride, int Ho,
                                                                int Wo, int64_t ldc) {
+  pdl_wait_and_trigger();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int ho = blockIdx.x, b = blockIdx.y, c0 = blockIdx.z * kChannelsPerBlock;
   const int nc = min(kChannelsPerBlock, C - c0), row_len = kh * W, taps = kh * kw, kg = nc * taps;
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(kThreads) im2col_rows_kernel(const T* __restri
 }  // namespace
 
 void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
-                 int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, cudaStream_t stream) {
+                 int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, KernelStream stream) {
   if (B * Ho * Wo == 0) return;
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
@@ -58,8 +59,8 @@ void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, in
     const size_t smem = table + size_t(kChannelsPerBlock * kh * W) * sizeof(E);
     const dim3 grid{unsigned(Ho), unsigned(B), unsigned((C + kChannelsPerBlock - 1) / kChannelsPerBlock)};
     const auto args = [&](auto kernel, size_t bytes) {
-      kernel<<<grid, kThreads, bytes, stream>>>(static_cast<const E*>(x), static_cast<E*>(col), int(C), int(H),
-                                                int(W), int(kh), int(kw), int(stride), int(Ho), int(Wo), ldc);
+      launch_kernel(stream, kernel, grid, kThreads, bytes, static_cast<const E*>(x), static_cast<E*>(col), int(C),
+                    int(H), int(W), int(kh), int(kw), int(stride), int(Ho), int(Wo), ldc);
     };
     if (smem <= kMaxStagedBytes) args(im2col_rows_kernel<E, true>, smem);
     else args(im2col_rows_kernel<E, false>, table);  // a table beyond 48 KB (huge kernels) fails loudly

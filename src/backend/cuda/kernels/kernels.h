@@ -12,15 +12,25 @@ namespace wenet_rt::cuda_kernels {
 
 enum class Act : int { kNone = 0, kRelu = 1, kSwish = 2 };
 
+// Where and how the launchers enqueue: the stream, and whether kernels are launched with
+// Programmatic Dependent Launch (launch.cuh; only where programmatic_launch_supported()).
+struct KernelStream {
+  cudaStream_t stream = nullptr;
+  bool pdl = false;
+};
+// True when `device` has compute capability 9.0+ and the kernels that run on it were compiled for
+// sm_90+ (so they contain griddepcontrol.wait): PDL is then safe to turn on.
+bool programmatic_launch_supported(int device);
+
 // dst[r, c] = src[r, c] for rows x cols, converting between float and half as flagged.
 void convert_copy_2d(const void* src, int64_t ld_src, bool src_f16, void* dst, int64_t ld_dst, bool dst_f16,
-                     int64_t rows, int64_t cols, cudaStream_t stream);
+                     int64_t rows, int64_t cols, KernelStream stream);
 
 // y = LayerNorm(x) * gamma + beta (eps 1e-5); rows with (row % T) >= zero_lens[row / T] become 0
 // when zero_lens != nullptr. x may alias y.
 void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma,
                                  const void* beta, int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens,
-                                 bool f16, cudaStream_t stream);
+                                 bool f16, KernelStream stream);
 
 // y = act(LayerNorm(x) W^T + b) in float16, in one kernel (layer_norm_gemm.cu), for few rows.
 // x [M, K], gamma, beta and W [N, K] (contiguous) 16-byte aligned, x's row stride a multiple of 8;
@@ -37,43 +47,43 @@ struct LayerNormGemmParams {
   int K;
   Act act;
 };
-void layer_norm_gemm_f16(const LayerNormGemmParams& p, cudaStream_t stream);
+void layer_norm_gemm_f16(const LayerNormGemmParams& p, KernelStream stream);
 
 // y[m, f] = (x[m, f] - mean[f]) * istd[f]; x, mean, istd float32.
 void cmvn(const float* x, int64_t ldx, const float* mean, const float* istd, void* y, int64_t ldy, int64_t rows,
-          int64_t cols, bool f16, cudaStream_t stream);
+          int64_t cols, bool f16, KernelStream stream);
 
 // Direct NCHW convolution, no padding: y = act(conv(x, w) + b), for C * kh * kw <= kMaxDirectConvK.
 constexpr int kMaxDirectConvK = 32;
 void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H,
                       int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo,
-                      bool relu, bool f16, cudaStream_t stream);
+                      bool relu, bool f16, KernelStream stream);
 
 // im2col with one row per output position: col[(b * Ho + ho) * Wo + wo][k], k = (c, i, j) < C*kh*kw,
 // row stride ldc (>= C*kh*kw). x is NCHW, contiguous.
 void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
-                 int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, cudaStream_t stream);
+                 int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, KernelStream stream);
 
 // [A, X, Y, Z] -> [A, Y, X, Z], contiguous (transpose_ct; channels-last -> NCHW).
 void transpose_middle_axes(const void* x, void* y, int64_t A, int64_t X, int64_t Y, int64_t Z, bool f16,
-                           cudaStream_t stream);
+                           KernelStream stream);
 
 // y[m, :] = x[m, :] * scale + (pos ? pos[m % T, :] : 0).
 void scale_add_pos(const void* x, int64_t ldx, float scale, const void* pos, int64_t ldp, void* y, int64_t ldy,
-                   int64_t rows, int64_t cols, int64_t T, bool f16, cudaStream_t stream);
+                   int64_t rows, int64_t cols, int64_t T, bool f16, KernelStream stream);
 
 // y[m, :] = table[ids[m], :] * scale + pos[m % T, :]. A bad id writes zeros and records
 // {1, id, V} in error_flag (host-mapped memory, checked by the host at the next synchronization).
 void embed_scale_add_pos(const int32_t* ids, const void* table, int64_t ld_table, float scale, const void* pos,
                          int64_t ldp, void* y, int64_t ldy, int64_t rows, int64_t cols, int64_t T, int64_t V,
-                         int32_t* error_flag, bool f16, cudaStream_t stream);
+                         int32_t* error_flag, bool f16, KernelStream stream);
 
 // y = swish(y) in place, rows x cols with row stride ldy.
-void swish_inplace(void* y, int64_t ldy, int64_t rows, int64_t cols, bool f16, cudaStream_t stream);
+void swish_inplace(void* y, int64_t ldy, int64_t rows, int64_t cols, bool f16, KernelStream stream);
 
 // Row-wise log-softmax, FP32 math, float32 output.
 void log_softmax(const void* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols, bool f16,
-                 cudaStream_t stream);
+                 KernelStream stream);
 
 // Per row of x [rows, cols]: the k best log-softmax values (vals [rows, k], row stride ld_vals)
 // and their ids (ids, ld_ids), best first, ties by lower id; blank_logp[row] = the blank's
@@ -81,7 +91,7 @@ void log_softmax(const void* x, int64_t ldx, float* y, int64_t ldy, int64_t rows
 // 1 <= k <= cols, 0 <= blank < cols (log_softmax_top_k.cu).
 void log_softmax_top_k(const void* x, int64_t ldx, int64_t rows, int64_t cols, int k, int blank, int32_t* ids,
                        int64_t ld_ids, float* vals, int64_t ld_vals, float* blank_logp, bool f16,
-                       cudaStream_t stream);
+                       KernelStream stream);
 
 // out[m] = log_softmax(x[m] W^T + b)[targets[m]] over the first vocab outputs, in one float16
 // kernel that never writes the logits (linear_log_softmax_gather.cu). x [M, K] 16-byte aligned
@@ -101,12 +111,12 @@ bool linear_log_softmax_gather_f16_supports(int64_t K);
 // Float32 scratch the kernel needs for these sizes on the current device (partial results when it
 // splits the vocabulary over blocks, for few rows); 0 if none. `scratch` holds at least that many.
 int64_t linear_log_softmax_gather_f16_scratch(int64_t M, int K, int vocab);
-void linear_log_softmax_gather_f16(const LinearLogSoftmaxGatherParams& p, float* scratch, cudaStream_t stream);
+void linear_log_softmax_gather_f16(const LinearLogSoftmaxGatherParams& p, float* scratch, KernelStream stream);
 // The rest of linear_log_softmax_gather once the logits are written (chunk by chunk): out[r] =
 // logits[r, targets[r]] - logsumexp(logits[r, :vocab]) with log_softmax's log-sum-exp; targets
 // as above.
 void log_softmax_gather_rows(const void* logits, int64_t ld, int64_t rows, int vocab, const int32_t* targets,
-                             float* out, bool f16, cudaStream_t stream);
+                             float* out, bool f16, KernelStream stream);
 
 // One kernel for the whole attention: scores (+ rel-pos term), key-length / causal masks, online
 // softmax in FP32 over key tiles, probabilities x V. Never materializes the score matrix.
@@ -129,8 +139,8 @@ struct AttentionParams {
 // Largest supported head dimension.
 constexpr int kMaxAttentionHeadDim = 128;
 // f16: tensor cores (attention_rel_pos_online_softmax_mma.cu); f32: FP32 FMA.
-void attention_rel_pos_online_softmax(const AttentionParams& p, bool f16, cudaStream_t stream);
-void attention_rel_pos_online_softmax_f16_mma(const AttentionParams& p, cudaStream_t stream);
+void attention_rel_pos_online_softmax(const AttentionParams& p, bool f16, KernelStream stream);
+void attention_rel_pos_online_softmax_f16_mma(const AttentionParams& p, KernelStream stream);
 
 // Conformer conv module core: y = act(norm(depthwise_conv(glu(x)))) with 'same' zero padding over
 // all T frames. x [B, T, 2D], y [B, T, D]; gamma == nullptr: no norm (BatchNorm folded into w, b).
@@ -154,11 +164,11 @@ struct ConvModuleParams {
 // t < lens[b] (x [B, T, C]); items with a bad slot, first < 0 or lens outside [0, T] are skipped.
 void ring_write_rows(const void* x, int64_t ldx, const int32_t* lens, const int32_t* slots, const int32_t* first,
                      int B, int T, int C, int R, int slot_count, void* pool, int64_t ldp, bool f16,
-                     cudaStream_t stream);
+                     KernelStream stream);
 // ring_read: y[b, t] = frame first[b] + t of slot slots[b], or fill [C] for frames before 0 (y [B, T, C]);
 // items with a bad slot read fill.
 void ring_read_rows(const void* pool, int64_t ldp, const int32_t* slots, const int32_t* first, int B, int T, int C,
-                    int R, int slot_count, const void* fill, void* y, int64_t ldy, bool f16, cudaStream_t stream);
-void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, cudaStream_t stream);
+                    int R, int slot_count, const void* fill, void* y, int64_t ldy, bool f16, KernelStream stream);
+void glu_depthwise_conv_norm_act(const ConvModuleParams& p, bool f16, KernelStream stream);
 
 }  // namespace wenet_rt::cuda_kernels

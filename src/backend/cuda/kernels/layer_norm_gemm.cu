@@ -24,6 +24,7 @@ constexpr size_t smem_bytes() {
 
 template <int K>
 __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemmParams p) {
+  pdl_wait_and_trigger();
   static_assert(K % 256 == 0, "a row is a whole number of 16-byte vectors per lane");
   constexpr int LDS = K + 8;  // (K + 8) / 8 is odd: ldmatrix rows hit distinct banks
   constexpr int kChunks = K / 8, kVecs = K / 256;
@@ -133,7 +134,7 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
 }
 
 template <int K>
-void launch(const LayerNormGemmParams& p, cudaStream_t stream) {
+void launch(const LayerNormGemmParams& p, KernelStream stream) {
   constexpr size_t smem = smem_bytes<K>();
   static std::atomic<bool> opted_in[64];  // above 48 KB a kernel must opt in, once per device
   int device = 0;
@@ -145,14 +146,14 @@ void launch(const LayerNormGemmParams& p, cudaStream_t stream) {
     opted_in[device] = true;
   }
   const dim3 grid(unsigned((p.N + kBN - 1) / kBN), unsigned((p.M + kBM - 1) / kBM));
-  layer_norm_gemm_kernel<K><<<grid, kThreads, smem, stream>>>(p);
+  launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, kThreads, smem, p);
 }
 
 }  // namespace
 
 bool layer_norm_gemm_supports(int64_t K) { return K == 256 || K == 512; }
 
-void layer_norm_gemm_f16(const LayerNormGemmParams& p, cudaStream_t stream) {
+void layer_norm_gemm_f16(const LayerNormGemmParams& p, KernelStream stream) {
   if (p.M == 0 || p.N == 0) return;
   if (p.K == 256) launch<256>(p, stream);
   else launch<512>(p, stream);

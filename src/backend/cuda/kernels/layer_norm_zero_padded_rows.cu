@@ -13,6 +13,7 @@ constexpr int kWarpsPerBlock = 4;
 template <typename T, int kPerLane>
 __global__ void layer_norm_kernel(const T* x, int64_t ldx, T* y, int64_t ldy, const T* gamma, const T* beta,
                                   int64_t rows, int cols, int64_t Tn, const int32_t* zero_lens) {
+  pdl_wait_and_trigger();
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -66,6 +67,7 @@ __global__ void layer_norm_kernel(const T* x, int64_t ldx, T* y, int64_t ldy, co
 template <typename T, int kChunks>
 __global__ void layer_norm_vec_kernel(const T* x, int64_t ldx, T* y, int64_t ldy, const T* gamma, const T* beta,
                                       int64_t rows, int64_t Tn, const int32_t* zero_lens) {
+  pdl_wait_and_trigger();
   constexpr int kVec = 16 / sizeof(T), kPerLane = kChunks * kVec, cols = kChunks * 32 * kVec;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -113,20 +115,18 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 template <typename T>
 void launch(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma, const void* beta, int64_t rows,
-            int64_t cols, int64_t Tn, const int32_t* zero_lens, cudaStream_t stream) {
+            int64_t cols, int64_t Tn, const int32_t* zero_lens, KernelStream stream) {
   const unsigned grid = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   const auto args = [&](auto kernel) {
-    kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(static_cast<const T*>(x), ldx, static_cast<T*>(y), ldy,
-                                                      static_cast<const T*>(gamma), static_cast<const T*>(beta), rows,
-                                                      int(cols), Tn, zero_lens);
+    launch_kernel(stream, kernel, grid, kWarpsPerBlock * 32, 0, static_cast<const T*>(x), ldx, static_cast<T*>(y), ldy,
+                  static_cast<const T*>(gamma), static_cast<const T*>(beta), rows, int(cols), Tn, zero_lens);
   };
   constexpr int kVec = 16 / sizeof(T);
   const bool vec_ok = aligned16(x) && aligned16(y) && aligned16(gamma) && aligned16(beta) && ldx % kVec == 0 &&
                       ldy % kVec == 0;
   const auto vec_args = [&](auto kernel) {
-    kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(static_cast<const T*>(x), ldx, static_cast<T*>(y), ldy,
-                                                      static_cast<const T*>(gamma), static_cast<const T*>(beta), rows,
-                                                      Tn, zero_lens);
+    launch_kernel(stream, kernel, grid, kWarpsPerBlock * 32, 0, static_cast<const T*>(x), ldx, static_cast<T*>(y), ldy,
+                  static_cast<const T*>(gamma), static_cast<const T*>(beta), rows, Tn, zero_lens);
   };
   if (vec_ok && cols == 32 * kVec) vec_args(layer_norm_vec_kernel<T, 1>);
   else if (vec_ok && cols == 64 * kVec) vec_args(layer_norm_vec_kernel<T, 2>);
@@ -140,9 +140,9 @@ void launch(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma,
 
 }  // namespace
 
-void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma,
-                                 const void* beta, int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens,
-                                 bool f16, cudaStream_t stream) {
+void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ldy, const void* gamma, const void* beta,
+                                 int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens, bool f16,
+                                 KernelStream stream) {
   if (rows == 0) return;
   dispatch_type(f16, [&](auto t) { launch<decltype(t)>(x, ldx, y, ldy, gamma, beta, rows, cols, T, zero_lens, stream); });
 }

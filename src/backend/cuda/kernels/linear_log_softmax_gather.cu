@@ -81,6 +81,7 @@ __device__ __forceinline__ float gathered_log_prob(int target, int vocab, float 
 template <class C>
 __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks)
     linear_log_softmax_gather_kernel(LinearLogSoftmaxGatherParams p, int tiles_per_split, float* partial) {
+  pdl_wait_and_trigger();
   constexpr int kBM = C::kBM, kBK = C::kBK, kStages = C::kStages, kLdw = C::kLdw, kThreads = C::kThreads;
   constexpr int kRowWarps = kBM / kWarpRows;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -254,6 +255,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks)
 
 // out[row] from the splits' partial (max, sum-exp, target logit) of a row.
 __global__ void merge_split_partials_kernel(LinearLogSoftmaxGatherParams p, int splits, const float* partial) {
+  pdl_wait_and_trigger();
   const int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= p.M) return;
   float m = -INFINITY, s = 0.f, t_logit = 0.f;
@@ -272,6 +274,7 @@ __global__ void __launch_bounds__(kRowLogSumExpThreads) log_softmax_gather_rows_
                                                                                        int vocab,
                                                                                        const int32_t* targets,
                                                                                        float* out) {
+  pdl_wait_and_trigger();
   const T* in = logits + int64_t(blockIdx.x) * ld;
   const float lse = block_row_log_sum_exp<kRowLogSumExpThreads>(in, vocab);
   if (threadIdx.x == 0) {
@@ -357,15 +360,16 @@ Plan make_plan(int64_t M, int rows_per_block, int vocab, int slots) {
 }
 
 template <class C>
-void launch(const LinearLogSoftmaxGatherParams& p, float* scratch, int device, cudaStream_t stream) {
+void launch(const LinearLogSoftmaxGatherParams& p, float* scratch, int device, KernelStream stream) {
   const DeviceLimits d = device_limits(device);
   if (!opt_in<C>(device, d)) return;
   const Plan plan = make_plan(p.M, C::kBM, p.vocab, d.sms * blocks_per_sm<C>(p.K, d));
   const dim3 grid(unsigned((p.M + C::kBM - 1) / C::kBM), unsigned(plan.splits));
   float* partial = plan.splits > 1 ? scratch : nullptr;
-  linear_log_softmax_gather_kernel<C>
-      <<<grid, C::kThreads, C::smem_bytes(p.K), stream>>>(p, plan.tiles_per_split, partial);
-  if (partial) merge_split_partials_kernel<<<unsigned((p.M + 255) / 256), 256, 0, stream>>>(p, plan.splits, partial);
+  launch_kernel(stream, linear_log_softmax_gather_kernel<C>, grid, C::kThreads, C::smem_bytes(p.K), p,
+                plan.tiles_per_split, partial);
+  if (partial)
+    launch_kernel(stream, merge_split_partials_kernel, unsigned((p.M + 255) / 256), 256, 0, p, plan.splits, partial);
 }
 
 }  // namespace
@@ -382,18 +386,18 @@ int64_t linear_log_softmax_gather_f16_scratch(int64_t M, int K, int vocab) {
   return plan.splits > 1 ? int64_t(plan.splits) * M * 3 : 0;
 }
 
-void linear_log_softmax_gather_f16(const LinearLogSoftmaxGatherParams& p, float* scratch, cudaStream_t stream) {
+void linear_log_softmax_gather_f16(const LinearLogSoftmaxGatherParams& p, float* scratch, KernelStream stream) {
   if (p.M == 0) return;
   launch<Cfg>(p, scratch, current_device(), stream);
 }
 
 void log_softmax_gather_rows(const void* logits, int64_t ld, int64_t rows, int vocab, const int32_t* targets,
-                             float* out, bool f16, cudaStream_t stream) {
+                             float* out, bool f16, KernelStream stream) {
   if (rows == 0) return;
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
-    log_softmax_gather_rows_kernel<E><<<unsigned(rows), kRowLogSumExpThreads, 0, stream>>>(
-        static_cast<const E*>(logits), ld, vocab, targets, out);
+    launch_kernel(stream, log_softmax_gather_rows_kernel<E>, unsigned(rows), kRowLogSumExpThreads, 0,
+                  static_cast<const E*>(logits), ld, vocab, targets, out);
   });
 }
 

@@ -11,6 +11,7 @@ namespace {
 template <typename T>
 __global__ void __launch_bounds__(kRowLogSumExpThreads) log_softmax_kernel(const T* x, int64_t ldx, float* y,
                                                                            int64_t ldy, int cols) {
+  pdl_wait_and_trigger();
   const T* in = x + int64_t(blockIdx.x) * ldx;
   float* out = y + int64_t(blockIdx.x) * ldy;
   const float l = block_row_log_sum_exp<kRowLogSumExpThreads>(in, cols);
@@ -20,12 +21,12 @@ __global__ void __launch_bounds__(kRowLogSumExpThreads) log_softmax_kernel(const
 }  // namespace
 
 void log_softmax(const void* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols, bool f16,
-                 cudaStream_t stream) {
+                 KernelStream stream) {
   if (rows == 0) return;
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
-    log_softmax_kernel<E><<<unsigned(rows), kRowLogSumExpThreads, 0, stream>>>(static_cast<const E*>(x), ldx, y, ldy,
-                                                                             int(cols));
+    launch_kernel(stream, log_softmax_kernel<E>, unsigned(rows), kRowLogSumExpThreads, 0, static_cast<const E*>(x), ldx,
+                  y, ldy, int(cols));
   });
 }
 

@@ -39,6 +39,7 @@ template <typename T, int R>
 __global__ void __launch_bounds__(kThreads) log_softmax_top_k_kernel(const T* x, int64_t ldx, int cols, int k,
                                                                      int blank, int32_t* ids, int64_t ld_ids,
                                                                      float* vals, int64_t ld_vals, float* blank_logp) {
+  pdl_wait_and_trigger();
   const int64_t row = blockIdx.x;
   const T* in = x + row * ldx;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
@@ -108,16 +109,15 @@ __global__ void __launch_bounds__(kThreads) log_softmax_top_k_kernel(const T* x,
 
 template <typename T, int R>
 void launch(const void* x, int64_t ldx, int64_t rows, int64_t cols, int k, int blank, int32_t* ids, int64_t ld_ids,
-            float* vals, int64_t ld_vals, float* blank_logp, cudaStream_t stream) {
-  log_softmax_top_k_kernel<T, R><<<unsigned(rows), kThreads, 0, stream>>>(
-      static_cast<const T*>(x), ldx, int(cols), k, blank, ids, ld_ids, vals, ld_vals, blank_logp);
+            float* vals, int64_t ld_vals, float* blank_logp, KernelStream stream) {
+  launch_kernel(stream, log_softmax_top_k_kernel<T, R>, unsigned(rows), kThreads, 0, static_cast<const T*>(x), ldx,
+                int(cols), k, blank, ids, ld_ids, vals, ld_vals, blank_logp);
 }
 
 }  // namespace
 
 void log_softmax_top_k(const void* x, int64_t ldx, int64_t rows, int64_t cols, int k, int blank, int32_t* ids,
-                       int64_t ld_ids, float* vals, int64_t ld_vals, float* blank_logp, bool f16,
-                       cudaStream_t stream) {
+                       int64_t ld_ids, float* vals, int64_t ld_vals, float* blank_logp, bool f16, KernelStream stream) {
   if (rows == 0) return;
   const int64_t per_thread = (cols + kThreads - 1) / kThreads;
   dispatch_type(f16, [&](auto t) {

@@ -11,6 +11,7 @@ template <typename T>
 __global__ void ring_write_rows_kernel(const T* x, int64_t ldx, const int32_t* lens, const int32_t* slots,
                                        const int32_t* first, int T_, int C, int R, int slot_count, T* pool,
                                        int64_t ldp, int64_t rows) {
+  pdl_wait_and_trigger();
   WENET_FOR_EACH_ROW_COL(r, c, rows, C) {
     const int b = int(r / T_), t = int(r % T_);
     const int len = lens[b], slot = slots[b], f0 = first[b];
@@ -25,6 +26,7 @@ template <typename T>
 __global__ void ring_read_rows_kernel(const T* pool, int64_t ldp, const int32_t* slots, const int32_t* first,
                                       int T_, int C, int R, int slot_count, const T* fill, T* y, int64_t ldy,
                                       int64_t rows) {
+  pdl_wait_and_trigger();
   WENET_FOR_EACH_ROW_COL(r, c, rows, C) {
     const int b = int(r / T_), t = int(r % T_);
     const int slot = slots[b];
@@ -36,29 +38,29 @@ __global__ void ring_read_rows_kernel(const T* pool, int64_t ldp, const int32_t*
 
 }  // namespace
 
-void ring_write_rows(const void* x, int64_t ldx, const int32_t* lens, const int32_t* slots, const int32_t* first,
-                     int B, int T, int C, int R, int slot_count, void* pool, int64_t ldp, bool f16,
-                     cudaStream_t stream) {
+void ring_write_rows(const void* x, int64_t ldx, const int32_t* lens, const int32_t* slots, const int32_t* first, int B,
+                     int T, int C, int R, int slot_count, void* pool, int64_t ldp, bool f16, KernelStream stream) {
   const int64_t rows = int64_t(B) * T;
   if (rows == 0 || C == 0) return;
   const int threads = threads_for_cols(C);
   dispatch_type(f16, [&](auto e) {
     using E = decltype(e);
-    ring_write_rows_kernel<E><<<grid_for_rows(rows, C, threads), threads, 0, stream>>>(
-        static_cast<const E*>(x), ldx, lens, slots, first, T, C, R, slot_count, static_cast<E*>(pool), ldp, rows);
+    launch_kernel(stream, ring_write_rows_kernel<E>, grid_for_rows(rows, C, threads), threads, 0,
+                  static_cast<const E*>(x), ldx, lens, slots, first, T, C, R, slot_count, static_cast<E*>(pool), ldp,
+                  rows);
   });
 }
 
 void ring_read_rows(const void* pool, int64_t ldp, const int32_t* slots, const int32_t* first, int B, int T, int C,
-                    int R, int slot_count, const void* fill, void* y, int64_t ldy, bool f16, cudaStream_t stream) {
+                    int R, int slot_count, const void* fill, void* y, int64_t ldy, bool f16, KernelStream stream) {
   const int64_t rows = int64_t(B) * T;
   if (rows == 0 || C == 0) return;
   const int threads = threads_for_cols(C);
   dispatch_type(f16, [&](auto e) {
     using E = decltype(e);
-    ring_read_rows_kernel<E><<<grid_for_rows(rows, C, threads), threads, 0, stream>>>(
-        static_cast<const E*>(pool), ldp, slots, first, T, C, R, slot_count, static_cast<const E*>(fill),
-        static_cast<E*>(y), ldy, rows);
+    launch_kernel(stream, ring_read_rows_kernel<E>, grid_for_rows(rows, C, threads), threads, 0,
+                  static_cast<const E*>(pool), ldp, slots, first, T, C, R, slot_count, static_cast<const E*>(fill),
+                  static_cast<E*>(y), ldy, rows);
   });
 }
 

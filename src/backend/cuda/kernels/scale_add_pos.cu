@@ -8,6 +8,7 @@ namespace {
 template <typename T>
 __global__ void scale_add_pos_kernel(const T* x, int64_t ldx, float scale, const T* pos, int64_t ldp, T* y,
                                      int64_t ldy, int64_t rows, int64_t cols, int64_t Tn) {
+  pdl_wait_and_trigger();
   WENET_FOR_EACH_ROW_COL(r, c, rows, cols) {
     float v = to_float(x[r * ldx + c]) * scale;
     if (pos) v += to_float(pos[(r % Tn) * ldp + c]);
@@ -18,13 +19,14 @@ __global__ void scale_add_pos_kernel(const T* x, int64_t ldx, float scale, const
 }  // namespace
 
 void scale_add_pos(const void* x, int64_t ldx, float scale, const void* pos, int64_t ldp, void* y, int64_t ldy,
-                   int64_t rows, int64_t cols, int64_t T, bool f16, cudaStream_t stream) {
+                   int64_t rows, int64_t cols, int64_t T, bool f16, KernelStream stream) {
   if (rows * cols == 0) return;
   const int threads = threads_for_cols(cols);
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
-    scale_add_pos_kernel<E><<<grid_for_rows(rows, cols, threads), threads, 0, stream>>>(
-        static_cast<const E*>(x), ldx, scale, static_cast<const E*>(pos), ldp, static_cast<E*>(y), ldy, rows, cols, T);
+    launch_kernel(stream, scale_add_pos_kernel<E>, grid_for_rows(rows, cols, threads), threads, 0,
+                  static_cast<const E*>(x), ldx, scale, static_cast<const E*>(pos), ldp, static_cast<E*>(y), ldy, rows,
+                  cols, T);
   });
 }
 

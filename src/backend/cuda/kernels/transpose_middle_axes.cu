@@ -12,6 +12,7 @@ constexpr int kTile = 32;
 // Z == 1: a 32 x 32 tile per block, 32 x 8 threads.
 template <typename T>
 __global__ void transpose_tile_kernel(const T* __restrict__ x, T* __restrict__ y, int X, int Y) {
+  pdl_wait_and_trigger();
   __shared__ float tile[kTile][kTile + 1];
   const int a = blockIdx.z, x0 = blockIdx.y * kTile, y0 = blockIdx.x * kTile;
   const T* src = x + size_t(a) * X * Y;
@@ -30,6 +31,7 @@ __global__ void transpose_tile_kernel(const T* __restrict__ x, T* __restrict__ y
 // Z > 1: rows of Z stay contiguous; one block per (a, y) output plane row.
 template <typename T>
 __global__ void transpose_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int X, int Y, int Z) {
+  pdl_wait_and_trigger();
   const int a = blockIdx.y, yi = blockIdx.x;
   const T* src = x + size_t(a) * X * Y * Z + size_t(yi) * Z;
   T* dst = y + (size_t(a) * Y + yi) * X * Z;
@@ -42,17 +44,17 @@ __global__ void transpose_rows_kernel(const T* __restrict__ x, T* __restrict__ y
 }  // namespace
 
 void transpose_middle_axes(const void* x, void* y, int64_t A, int64_t X, int64_t Y, int64_t Z, bool f16,
-                           cudaStream_t stream) {
+                           KernelStream stream) {
   if (A * X * Y * Z == 0) return;
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
     if (Z == 1) {
       const dim3 grid(unsigned((Y + kTile - 1) / kTile), unsigned((X + kTile - 1) / kTile), unsigned(A));
-      transpose_tile_kernel<E><<<grid, dim3(kTile, 8), 0, stream>>>(static_cast<const E*>(x), static_cast<E*>(y),
-                                                                     int(X), int(Y));
+      launch_kernel(stream, transpose_tile_kernel<E>, grid, dim3(kTile, 8), 0, static_cast<const E*>(x),
+                    static_cast<E*>(y), int(X), int(Y));
     } else {
-      transpose_rows_kernel<E><<<dim3(unsigned(Y), unsigned(A)), 256, 0, stream>>>(
-          static_cast<const E*>(x), static_cast<E*>(y), int(X), int(Y), int(Z));
+      launch_kernel(stream, transpose_rows_kernel<E>, dim3(unsigned(Y), unsigned(A)), 256, 0, static_cast<const E*>(x),
+                    static_cast<E*>(y), int(X), int(Y), int(Z));
     }
   });
 }
