@@ -216,6 +216,7 @@ int run_bench_e2e(const BenchOptions& o) {
   cfg.precision = o.precision;
   cfg.batch_size = o.batch_size;
   cfg.batch_frames = o.batch_frames;
+  cfg.threads = o.threads;
   std::vector<Run> runs;
   for (DecodeMode mode : {DecodeMode::kAttentionRescoring, DecodeMode::kCtcPrefixBeam}) {
     cfg.mode = mode;
@@ -233,8 +234,9 @@ int run_bench_e2e(const BenchOptions& o) {
     const std::string out = dir + "/peer.json";
     const std::string cmd = fmt::format(
         "python3 {}/reference/bench_e2e_peer.py --model-dir {} --files {}/files.txt --out {} --device {} --dtype {} "
-        "--batch-size {} --beam 10 --mode attention_rescoring --max-seconds {}",
-        WENET_SOURCE_DIR, peer_model, dir, out, o.device, o.precision, o.batch_size, o.peer_seconds);
+        "--batch-size {} --beam 10 --mode attention_rescoring --max-seconds {}{}",
+        WENET_SOURCE_DIR, peer_model, dir, out, o.device, o.precision, o.batch_size, o.peer_seconds,
+        o.threads > 0 ? fmt::format(" --threads {}", o.threads) : "");
     fmt::print(stderr, "running the peer: {}\n", cmd);
     if (std::system(cmd.c_str()) == 0) {
       std::ifstream f(out);
