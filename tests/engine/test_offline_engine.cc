@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "api/e2e_goldens.h"
@@ -149,9 +151,16 @@ TEST(OfflineEngine, JobsFedWhileOthersAreInFlightGetTheirOwnResults) {
     if (next == jobs.size()) return std::nullopt;
     const size_t j = next++;
     EngineJob job;
-    for (size_t f : jobs[j])
-      job.inputs.push_back(f < files.size() ? EngineInput{.key = files[f].first, .path = files[f].second}
-                                            : EngineInput{.key = "missing", .path = "/nonexistent/y.wav"});
+    for (size_t f : jobs[j]) {
+      if (f >= files.size()) {
+        job.inputs.push_back(EngineInput{.key = "missing", .path = "/nonexistent/y.wav"});
+      } else if (f == 4) {  // an upload in memory, as the server passes them
+        std::ifstream in(files[f].second, std::ios::binary);
+        job.inputs.push_back(EngineInput{.key = files[f].first, .encoded = std::string(std::istreambuf_iterator<char>(in), {})});
+      } else {
+        job.inputs.push_back(EngineInput{.key = files[f].first, .path = files[f].second});
+      }
+    }
     job.done = [&, j](std::vector<RecognitionResult> r) {
       ++done_calls[j];
       got[j] = std::move(r);

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <optional>
 
 #include "api/e2e_goldens.h"
 #include "common/cuda_device.h"
@@ -58,6 +60,51 @@ TEST(OfflineEngineCuda, DemoExamplesAreExact) {
     EXPECT_TRUE(engine.stats().device_timed);
     EXPECT_GT(engine.stats().encoder_ms, 0);
     EXPECT_GT(engine.stats().device_bytes, 0u);
+  }
+}
+
+// The server's use on the device: uploads in memory (decoded while planning, then staged in
+// page-locked memory for the GPU front end) fed as jobs of several batches while earlier jobs are
+// still in the pipeline, with bubbles between them; the staging ring and the slots wrap around
+// many times. Every job must come back whole with the demo's texts.
+TEST(OfflineEngineCuda, JobsFedWhileOthersAreInFlightGetTheirOwnResults) {
+  SKIP_WITHOUT_GPU();
+  const auto texts = demo_texts();
+  std::vector<std::pair<std::string, std::string>> files;  // key, WAV bytes
+  for (const auto& [key, text] : texts) {
+    std::ifstream f(kDemo + "/examples/" + key + ".wav", std::ios::binary);
+    files.emplace_back(key, std::string(std::istreambuf_iterator<char>(f), {}));
+  }
+  for (const std::string precision : {"fp16", "fp32"}) {
+    RecognizerConfig c = cuda(precision);
+    c.batch_frames = 400;  // about one example per batch
+    OfflineEngine engine(load_model_dir(kDemo), c);
+    const int kJobs = 12;
+    std::vector<std::vector<RecognitionResult>> got(kJobs);
+    int next = 0, calls = 0;
+    engine.run_jobs([&](bool) -> std::optional<EngineJob> {
+      if (next == kJobs) return std::nullopt;
+      if (++calls % 3 == 0) return EngineJob{};  // nothing ready this time
+      const int j = next++;
+      EngineJob job;
+      for (size_t k = 0; k < files.size(); ++k) {  // each job a rotation of the examples
+        const auto& [key, bytes] = files[(k + size_t(j)) % files.size()];
+        job.inputs.push_back(EngineInput{.key = key, .encoded = bytes});
+      }
+      job.done = [&, j](std::vector<RecognitionResult> r) { got[size_t(j)] = std::move(r); };
+      return job;
+    });
+    for (int j = 0; j < kJobs; ++j) {
+      ASSERT_EQ(got[size_t(j)].size(), files.size()) << precision << " job " << j;
+      for (size_t k = 0; k < files.size(); ++k) {
+        const RecognitionResult& r = got[size_t(j)][k];
+        SCOPED_TRACE(precision + " job " + std::to_string(j) + " " + r.key);
+        EXPECT_EQ(r.key, files[(k + size_t(j)) % files.size()].first);
+        EXPECT_EQ(r.error, "");
+        EXPECT_EQ(r.text, texts.at(r.key));
+      }
+    }
+    EXPECT_EQ(engine.stats().inputs, size_t(kJobs) * files.size());
   }
 }
 
