@@ -218,7 +218,8 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--runs", o.runs, "timed runs per point")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
   app.add_flag("--mixed-lengths", o.mixed_lengths, "lengths from T down to T/2 within a batch");
-  app.add_option("--threads", o.threads, "cpu: threads of the backend and of its peers, also with --e2e (0: the CPUs this process may run on)")
+  app.add_option("--threads", o.threads,
+                 "cpu: threads of the backend and of its peers, also with --e2e (0: the CPUs this process may run on)")
       ->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_flag("--profile", o.profile, "per-kernel device time of each point (eager; CUDA events)");
   app.add_flag("!--no-cuda-graphs", o.cuda_graphs, "run eagerly");

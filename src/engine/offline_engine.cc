@@ -641,10 +641,11 @@ struct OfflineEngine::Impl {
     stats.cuda_graphs = backend->cached_graphs();
   }
 
-  std::vector<RecognitionResult> run(std::vector<EngineInput> inputs, const std::function<void(size_t, size_t)>& progress) {
+  std::vector<RecognitionResult> run(std::vector<EngineInput> inputs,
+                                     const std::function<void(size_t, size_t)>& progress) {
     std::vector<RecognitionResult> results;
-    std::optional<EngineJob> job = EngineJob{std::move(inputs), [&](std::vector<RecognitionResult> r) { results = std::move(r); },
-                                             progress};
+    std::optional<EngineJob> job =
+        EngineJob{std::move(inputs), [&](std::vector<RecognitionResult> r) { results = std::move(r); }, progress};
     if (job->inputs.empty()) {
       stats = EngineStats{};
       return results;

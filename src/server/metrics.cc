@@ -72,7 +72,8 @@ std::string Metrics::render(const StreamingStats* engine, int sample_rate, bool 
   chunk_latency_ms.render(out, "wenet_rt_chunk_latency_ms", "Audio received to the result covering it (ms).");
   request_read_ms.render(out, "wenet_rt_request_read_ms", "HTTP request: connection ready to request read (ms).");
   request_queue_ms.render(out, "wenet_rt_request_queue_ms", "HTTP transcription: waiting for its engine run (ms).");
-  request_latency_ms.render(out, "wenet_rt_request_latency_ms", "HTTP transcription: request read to answer ready (ms).");
+  request_latency_ms.render(out, "wenet_rt_request_latency_ms",
+                            "HTTP transcription: request read to answer ready (ms).");
   offline_batch_size.render(out, "wenet_rt_offline_batch_size", "Requests per batched offline engine run.");
   offline_batch_ms.render(out, "wenet_rt_offline_batch_ms", "Offline engine run time per batch (ms).");
   return out;

@@ -109,7 +109,8 @@ class HttpSession : public SessionBase, public std::enable_shared_from_this<Http
       return reply(openai_error(400, fmt::format("bad HTTP request: {}", ec.message())));
     }
     ++server_->metrics.http_requests;
-    server_->metrics.request_read_ms.observe(std::chrono::duration<double, std::milli>(Clock::now() - read_start_).count());
+    server_->metrics.request_read_ms.observe(
+        std::chrono::duration<double, std::milli>(Clock::now() - read_start_).count());
     busy_ = true;
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive() && !server_->draining;

@@ -156,7 +156,8 @@ TEST(OfflineEngine, JobsFedWhileOthersAreInFlightGetTheirOwnResults) {
         job.inputs.push_back(EngineInput{.key = "missing", .path = "/nonexistent/y.wav"});
       } else if (f == 4) {  // an upload in memory, as the server passes them
         std::ifstream in(files[f].second, std::ios::binary);
-        job.inputs.push_back(EngineInput{.key = files[f].first, .encoded = std::string(std::istreambuf_iterator<char>(in), {})});
+        std::string bytes(std::istreambuf_iterator<char>(in), {});
+        job.inputs.push_back(EngineInput{.key = files[f].first, .encoded = std::move(bytes)});
       } else {
         job.inputs.push_back(EngineInput{.key = files[f].first, .path = files[f].second});
       }
