@@ -478,9 +478,10 @@ int run_loadtest(const LoadtestOptions& o) {
                  batch = histogram_mean(server_before, server_after, "wenet_rt_offline_batch_size"),
                  run = histogram_mean(server_before, server_after, "wenet_rt_offline_batch_ms");
     if (inside >= 0) {
-      j["server_means_ms"] = {{"read", read}, {"queue", queue}, {"read_to_answer", inside}, {"batch_size", batch}, {"engine_run", run}};
+      j["server_means_ms"] = {{"read", read},         {"queue", queue},     {"read_to_answer", inside},
+                              {"batch_size", batch}, {"engine_run", run}};
       fmt::print("server means: request read {:.1f} ms, queued {:.1f} ms, read -> answer {:.1f} ms; "
-                 "engine runs of {:.1f} requests, {:.1f} ms each\n", read, queue, inside, batch, run);
+                 "batches of {:.1f} requests, {:.1f} ms each in the engine\n", read, queue, inside, batch, run);
     }
   }
   for (const auto& m : report.messages) fmt::print("  {}\n", m);
