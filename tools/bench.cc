@@ -166,6 +166,12 @@ Tensor run_decoder_once(AsrModel& m, const Resident& in, Point p) {
   return m.decode(enc, in.hyps, in.hyp_lens, false);
 }
 
+// Both parts timed on m's backend: {encoder, decoder}.
+std::pair<Stats, Stats> time_parts(AsrModel& m, const Resident& in, Point p, int warmup, int runs) {
+  return {time_runs(m.backend(), warmup, runs, [&] { run_encoder_once(m, in); }),
+          time_runs(m.backend(), warmup, runs, [&] { run_decoder_once(m, in, p); })};
+}
+
 // Output 0 of each part on the host (encoder: valid frames only).
 std::vector<float> run_encoder(AsrModel& m, const Resident& in) {
   const EncoderOutput enc = run_encoder_once(m, in);
@@ -296,8 +302,8 @@ int run_bench(const BenchOptions& o) {
   for (const Point& p : grid) {
     const Inputs in = make_inputs(model.config, p, o.mixed_lengths);
     const Resident res = make_resident(asr, in, p);
-    Row enc{p, "encoder", time_runs(*backend, o.warmup, o.runs, [&] { run_encoder_once(asr, res); })};
-    Row dec{p, "decoder", time_runs(*backend, o.warmup, o.runs, [&] { run_decoder_once(asr, res, p); })};
+    const auto [enc_stats, dec_stats] = time_parts(asr, res, p, o.warmup, o.runs);
+    Row enc{p, "encoder", enc_stats}, dec{p, "decoder", dec_stats};
     if (o.profile) {
       print_profile(*backend, "encoder", p, model.config.encoder.num_blocks, [&] { run_encoder_once(asr, res); });
       print_profile(*backend, "decoder", p, model.config.decoder.num_blocks, [&] { run_decoder_once(asr, res, p); });
@@ -308,9 +314,7 @@ int run_bench(const BenchOptions& o) {
       accuracy(run_decoder(asr, res, p), run_decoder(*ref, ref_res, p), dec.s);
     }
     if (no_pdl) {
-      const Resident np_res = make_resident(*no_pdl, in, p);
-      const Stats e = time_runs(*no_pdl_backend, o.warmup, o.runs, [&] { run_encoder_once(*no_pdl, np_res); });
-      const Stats d = time_runs(*no_pdl_backend, o.warmup, o.runs, [&] { run_decoder_once(*no_pdl, np_res, p); });
+      const auto [e, d] = time_parts(*no_pdl, make_resident(*no_pdl, in, p), p, o.warmup, o.runs);
       for (const auto& [part, st] : {std::pair{"encoder", e}, std::pair{"decoder", d}})
         no_pdl_points.push_back({{"peer", no_pdl_peer}, {"part", part}, {"batch", p.batch}, {"frames", p.frames},
                                  {"median_ms", st.median_ms}, {"p90_ms", st.p90_ms}});
