@@ -83,6 +83,26 @@ def _not_in_dump(name: str) -> bool:
             ".global_cmvn." in name)
 
 
+def read_dump(dump_dir: str) -> dict:
+    """manifest.json + NAME.bin -> {name: float32 tensor}. A dtype other than
+    float32 or a file of the wrong size is an error naming it."""
+    with open(os.path.join(dump_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    tensors = {}
+    for name, meta in manifest.items():
+        if meta.get("dtype") != "float32":
+            raise ValueError(f"{dump_dir}/manifest.json: {name}: expected "
+                             f"dtype float32, got {meta.get('dtype')!r}")
+        shape = list(meta["shape"])
+        path = os.path.join(dump_dir, name + ".bin")
+        data = np.fromfile(path, dtype="<f4")
+        if data.size != int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"{path}: expected {int(np.prod(shape))} float32 "
+                             f"values, got {data.size}")
+        tensors[name] = torch.from_numpy(data.reshape(shape).copy())
+    return tensors
+
+
 def load_dump(dump_dir: str) -> WenetModel:
     """train.yaml + manifest.json + NAME.bin -> reference model (CPU, fp32).
     Strict: an unknown name, a wrong shape or dtype, a short file or a
@@ -91,27 +111,15 @@ def load_dump(dump_dir: str) -> WenetModel:
     with open(cfg_path) as f:
         cfg = yaml.safe_load(f)
     model = from_config(cfg)  # CMVN, where the config asks for it: identity
-    with open(os.path.join(dump_dir, "manifest.json")) as f:
-        manifest = json.load(f)
     state = model.state_dict()
-    loaded = {}
-    for name, meta in manifest.items():
+    loaded = read_dump(dump_dir)
+    for name, t in loaded.items():
         if name not in state:
             raise ValueError(f"{dump_dir}/manifest.json: {name!r} is not a "
                              f"parameter of the model of {cfg_path}")
-        if meta.get("dtype") != "float32":
+        if list(t.shape) != list(state[name].shape):
             raise ValueError(f"{dump_dir}/manifest.json: {name}: expected "
-                             f"dtype float32, got {meta.get('dtype')!r}")
-        shape = list(meta["shape"])
-        if shape != list(state[name].shape):
-            raise ValueError(f"{dump_dir}/manifest.json: {name}: expected "
-                             f"shape {list(state[name].shape)}, got {shape}")
-        path = os.path.join(dump_dir, name + ".bin")
-        data = np.fromfile(path, dtype="<f4")
-        if data.size != int(np.prod(shape, dtype=np.int64)):
-            raise ValueError(f"{path}: expected {int(np.prod(shape))} float32 "
-                             f"values, got {data.size}")
-        loaded[name] = torch.from_numpy(data.reshape(shape).copy())
+                             f"shape {list(state[name].shape)}, got {list(t.shape)}")
     missing = [n for n in state if n not in loaded and not _not_in_dump(n)]
     if missing:
         raise ValueError(f"{dump_dir}: missing {len(missing)} parameter(s), "

@@ -8,12 +8,14 @@ serve`, the Python package) on the bench's calibrated full-size model.
   python3 reference/dump_to_model_dir.py DUMP OUT_DIR        (needs torch, numpy)
 """
 import argparse
-import json
 import os
 import shutil
+import sys
 
-import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_peers import read_dump  # noqa: E402
 
 
 def main():
@@ -21,18 +23,7 @@ def main():
     p.add_argument("dump")
     p.add_argument("out")
     args = p.parse_args()
-    with open(os.path.join(args.dump, "manifest.json")) as f:
-        manifest = json.load(f)
-    state = {}
-    for name, meta in manifest.items():
-        if meta.get("dtype") != "float32":
-            raise SystemExit(f"{args.dump}/manifest.json: {name}: expected float32, got {meta.get('dtype')!r}")
-        path = os.path.join(args.dump, name + ".bin")
-        data = np.fromfile(path, dtype="<f4")
-        shape = list(meta["shape"])
-        if data.size != int(np.prod(shape)):
-            raise SystemExit(f"{path}: {data.size} values, expected {shape}")
-        state[name] = torch.from_numpy(data.reshape(shape))
+    state = read_dump(args.dump)
     os.makedirs(args.out, exist_ok=True)
     torch.save(state, os.path.join(args.out, "final.pt"))
     for name in ("train.yaml", "units.txt"):
