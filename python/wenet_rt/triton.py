@@ -305,6 +305,57 @@ def serve(model_dir: str, instances: int = 1, http_port: int = 8000, grpc_port: 
                 _LOG.info("no streaming model: %s", e)
         config = TritonConfig(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                               log_verbose=log_verbose, exit_timeout_secs=exit_timeout_secs)
+
+        def bind_models(triton) -> None:
+            triton.bind(
+                model_name=MODEL_NAME,
+                infer_func=funcs,
+                inputs=[
+                    Tensor(name="WAV", dtype=bytes, shape=(1,), optional=True),
+                    Tensor(name="PCM", dtype=np.float32, shape=(-1,), optional=True),
+                    Tensor(name="SAMPLE_RATE", dtype=np.int32, shape=(1,), optional=True),
+                ],
+                outputs=[
+                    Tensor(name="TEXT", dtype=bytes, shape=(1,)),
+                    Tensor(name="TOKENS", dtype=np.int32, shape=(-1,)),
+                    Tensor(name="TIMESTAMPS", dtype=np.int32, shape=(-1, 2)),
+                    Tensor(name="SCORE", dtype=np.float32, shape=(1,)),
+                    Tensor(name="ERROR", dtype=bytes, shape=(1,)),
+                ],
+                config=ModelConfig(max_batch_size=max_batch_size,
+                                   batcher=DynamicBatcher(max_queue_delay_microseconds=max_queue_delay_us)),
+                strict=True,
+            )
+            if srec is not None:
+                sequences: Dict[int, _Sequence] = {}
+                table_lock = threading.Lock()
+                triton.bind(
+                    model_name=STREAMING_MODEL_NAME,
+                    infer_func=[StreamingInstance(srec, sequences, table_lock, stream_idle_seconds)
+                                for _ in range(stream_instances)],
+                    inputs=[
+                        Tensor(name="SEQUENCE_ID", dtype=np.uint64, shape=(1,)),
+                        Tensor(name="START", dtype=np.bool_, shape=(1,), optional=True),
+                        Tensor(name="END", dtype=np.bool_, shape=(1,), optional=True),
+                        Tensor(name="PCM", dtype=np.float32, shape=(-1,), optional=True),
+                        Tensor(name="SAMPLE_RATE", dtype=np.int32, shape=(1,), optional=True),
+                    ],
+                    outputs=[
+                        Tensor(name="TEXT", dtype=bytes, shape=(1,)),
+                        Tensor(name="PARTIAL", dtype=bytes, shape=(1,)),
+                        Tensor(name="IS_FINAL", dtype=np.bool_, shape=(1,)),
+                        Tensor(name="TOKENS", dtype=np.int32, shape=(-1,)),
+                        Tensor(name="TIMESTAMPS", dtype=np.int32, shape=(-1, 2)),
+                        Tensor(name="ERROR", dtype=bytes, shape=(1,)),
+                    ],
+                    config=ModelConfig(max_batch_size=max_batch_size, batcher=DynamicBatcher(max_queue_delay_microseconds=0)),
+                    strict=True,
+                )
+                print(f"wenet_rt.triton: serving model '{STREAMING_MODEL_NAME}' ({stream_instances} instance(s), "
+                      f"chunk {chunk_size}, left chunks {left_chunks})", flush=True)
+            print(f"wenet_rt.triton: serving model '{MODEL_NAME}' ({instances} instance(s)) on HTTP :{http_port}, "
+                  f"gRPC :{grpc_port}, metrics :{metrics_port}", flush=True)
+
         # PyTriton 0.7 races when a model has several instances: Triton initializes them at once and
         # an instance other than the first may ask the first one's handshake server for its config
         # before that server listens ('Connection refused', the model fails to load; seen on a busy
@@ -312,54 +363,7 @@ def serve(model_dir: str, instances: int = 1, http_port: int = 8000, grpc_port: 
         for attempt in range(1, _START_ATTEMPTS + 1):
             try:
                 with Triton(config=config) as triton:
-                    triton.bind(
-                        model_name=MODEL_NAME,
-                        infer_func=funcs,
-                        inputs=[
-                            Tensor(name="WAV", dtype=bytes, shape=(1,), optional=True),
-                            Tensor(name="PCM", dtype=np.float32, shape=(-1,), optional=True),
-                            Tensor(name="SAMPLE_RATE", dtype=np.int32, shape=(1,), optional=True),
-                        ],
-                        outputs=[
-                            Tensor(name="TEXT", dtype=bytes, shape=(1,)),
-                            Tensor(name="TOKENS", dtype=np.int32, shape=(-1,)),
-                            Tensor(name="TIMESTAMPS", dtype=np.int32, shape=(-1, 2)),
-                            Tensor(name="SCORE", dtype=np.float32, shape=(1,)),
-                            Tensor(name="ERROR", dtype=bytes, shape=(1,)),
-                        ],
-                        config=ModelConfig(max_batch_size=max_batch_size,
-                                           batcher=DynamicBatcher(max_queue_delay_microseconds=max_queue_delay_us)),
-                        strict=True,
-                    )
-                    if srec is not None:
-                        sequences: Dict[int, _Sequence] = {}
-                        table_lock = threading.Lock()
-                        triton.bind(
-                            model_name=STREAMING_MODEL_NAME,
-                            infer_func=[StreamingInstance(srec, sequences, table_lock, stream_idle_seconds)
-                                        for _ in range(stream_instances)],
-                            inputs=[
-                                Tensor(name="SEQUENCE_ID", dtype=np.uint64, shape=(1,)),
-                                Tensor(name="START", dtype=np.bool_, shape=(1,), optional=True),
-                                Tensor(name="END", dtype=np.bool_, shape=(1,), optional=True),
-                                Tensor(name="PCM", dtype=np.float32, shape=(-1,), optional=True),
-                                Tensor(name="SAMPLE_RATE", dtype=np.int32, shape=(1,), optional=True),
-                            ],
-                            outputs=[
-                                Tensor(name="TEXT", dtype=bytes, shape=(1,)),
-                                Tensor(name="PARTIAL", dtype=bytes, shape=(1,)),
-                                Tensor(name="IS_FINAL", dtype=np.bool_, shape=(1,)),
-                                Tensor(name="TOKENS", dtype=np.int32, shape=(-1,)),
-                                Tensor(name="TIMESTAMPS", dtype=np.int32, shape=(-1, 2)),
-                                Tensor(name="ERROR", dtype=bytes, shape=(1,)),
-                            ],
-                            config=ModelConfig(max_batch_size=max_batch_size, batcher=DynamicBatcher(max_queue_delay_microseconds=0)),
-                            strict=True,
-                        )
-                        print(f"wenet_rt.triton: serving model '{STREAMING_MODEL_NAME}' ({stream_instances} instance(s), "
-                              f"chunk {chunk_size}, left chunks {left_chunks})", flush=True)
-                    print(f"wenet_rt.triton: serving model '{MODEL_NAME}' ({instances} instance(s)) on HTTP :{http_port}, "
-                          f"gRPC :{grpc_port}, metrics :{metrics_port}", flush=True)
+                    bind_models(triton)
                     triton.serve()
                 return
             except Exception as e:  # a tritonclient InferenceServerException from bind()
