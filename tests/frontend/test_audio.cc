@@ -197,7 +197,6 @@ TEST_F(AudioTest, AbsurdHeader) {
   expect_error(write_bytes("1hz.wav", header + "abcd"), "sample rate");
 }
 
-
 // Uploads held in memory (HTTP): the same header and samples as the file, and the same errors.
 TEST_F(AudioTest, BytesInMemoryDecodeAndProbeAsTheFile) {
   const std::string file = write_audio("mem.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 8000, 1, sine(440, 8000, 4000));
