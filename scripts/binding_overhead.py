@@ -5,7 +5,7 @@ Two comparisons:
   steady state: `wenet-rt bench --e2e --files ...` (the end-to-end benchmark: one warm-up call on
     64 files, then all files timed inside the engine) against Python doing the same (warm-up
     transcribe() of 64 files, then transcribe() of all, timed around the call: conversion to
-    Python objects included);
+    Python objects included; a process of its own, as the benchmark's);
   first call: `wenet-rt transcribe` (its recognition time after loading) against Python's first
     transcribe() (first-use costs, e.g. CUDA's, fall on both).
 Prints medians and overheads; checks that the texts equal the command line's.
@@ -35,19 +35,18 @@ def main():
     p.add_argument("--precision", default="fp16")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--cli", default=str(ROOT / "build" / "wenet-rt"))
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("first", "steady"), help=argparse.SUPPRESS)
     args = p.parse_args()
     entries = [line.split(maxsplit=1) for line in Path(args.wav_scp).read_text().splitlines() if line.strip()]
     keys, paths = [k for k, _ in entries], [v.strip() for _, v in entries]
 
-    if args.child:  # one fresh process: the first call, then the benchmark's warm-up and timed call, as JSON
+    if args.child:  # one fresh process: the first call, or the benchmark's warm-up then its timed call; JSON
         rec = wenet_rt.Recognizer(args.model_dir, device=args.device, precision=args.precision)
-        times = []
-        for subset in (paths, paths[:64], paths):
-            t0 = time.perf_counter()
-            results = rec.transcribe(subset, keys=keys[:len(subset)])
-            times.append(time.perf_counter() - t0)
-        print(json.dumps({"first_s": times[0], "warm_s": times[2], "texts": {r.key: r.text for r in results}}))
+        if args.child == "steady":
+            rec.transcribe(paths[:64], keys=keys[:64])
+        t0 = time.perf_counter()
+        results = rec.transcribe(paths, keys=keys)
+        print(json.dumps({"seconds": time.perf_counter() - t0, "texts": {r.key: r.text for r in results}}))
         return
 
     times = {"bench": [], "transcribe": [], "python_first": [], "python_warm": []}
@@ -66,12 +65,13 @@ def main():
                 sys.exit(f"no timing in the command line's output: {out.stderr[-500:]}")
             times["transcribe"].append(float(m.group(1)))
             cli_text = dict(line.split(" ", 1) if " " in line else (line, "") for line in out.stdout.splitlines())
-            child = json.loads(subprocess.run([sys.executable, __file__, "--child", args.model_dir, "--wav-scp",
-                                               args.wav_scp, "--device", args.device, "--precision", args.precision],
-                                              capture_output=True, text=True, check=True).stdout)
-            times["python_first"].append(child["first_s"])
-            times["python_warm"].append(child["warm_s"])
-            py_text = child["texts"]
+            for phase, key in (("first", "python_first"), ("steady", "python_warm")):
+                child = json.loads(subprocess.run([sys.executable, __file__, "--child", phase, args.model_dir,
+                                                   "--wav-scp", args.wav_scp, "--device", args.device,
+                                                   "--precision", args.precision],
+                                                  capture_output=True, text=True, check=True).stdout)
+                times[key].append(child["seconds"])
+                py_text = child["texts"]
     med = {k: statistics.median(v) for k, v in times.items()}
     runs = {k: ", ".join(f"{x:.4f}" for x in v) for k, v in times.items()}
     overhead = lambda py, cli: f"{100 * (med[py] - med[cli]) / med[cli]:+.1f} %"
