@@ -192,9 +192,11 @@ std::vector<float> run_decoder(AsrModel& m, const Resident& in, Point p) {
   return out;
 }
 
-// One eager run of `part` with per-kernel timing: kernels, calls per layer, time and share.
+// One eager run of `part` with per-kernel timing, after one untimed (first touches of scratch
+// memory and cold caches are not what the timed runs see): kernels, calls per layer, time and share.
 template <typename F>
 void print_profile(Backend& be, const std::string& part, Point p, int layers, F&& run) {
+  run();
   be.set_profiling(true);
   run();
   std::vector<KernelTime> k = be.take_profile();
@@ -204,7 +206,7 @@ void print_profile(Backend& be, const std::string& part, Point p, int layers, F&
   double total = 0;
   int calls = 0;
   for (const KernelTime& t : k) total += t.ms, calls += t.calls;
-  fmt::print("\nprofile {} {}x{}: {} kernels, {:.3f} ms of kernel time (eager, one run)\n", part, p.batch, p.frames,
+  fmt::print("\nprofile {} {}x{}: {} kernels, {:.3f} ms of kernel time (eager, one warm run)\n", part, p.batch, p.frames,
              calls, total);
   fmt::print("  {:<34} {:>6} {:>9} {:>9} {:>7}\n", "kernel", "calls", "per layer", "ms", "share");
   for (const KernelTime& t : k)
