@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "graph/asr_model.h"
+#include "graph/streaming_encoder.h"
 #include "model/config.h"
 #include "model/model_dir.h"
 #include "model/random_model.h"
@@ -216,7 +217,81 @@ void print_profile(Backend& be, const std::string& part, Point p, int layers, F&
 
 std::string fmt_ms(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
 
+// --chunk-batches: the streaming encoder's step as the streaming engine runs it (encode_chunks of
+// B full windows, then the CTC top-k), every stream's attention history full (chunk_size x
+// left_chunks frames) before the timed steps; device time per step.
+int run_bench_chunks(const BenchOptions& o, const ModelDir& model) {
+  const std::vector<int> batches = parse_counts(o.chunk_batches, "--chunk-batches");
+  const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
+  const bool int8 = o.device == "cpu" && o.precision == "int8";
+  const std::string precision = o.device == "cpu" && !int8 ? "fp32" : o.precision;  // as the grid's label
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads);
+  AsrModel asr(model, *backend);
+  StreamingOptions so;
+  so.chunk_size = o.chunk_size;
+  so.num_left_chunks = o.left_chunks;
+  StreamingEncoder encoder(asr, so);
+  const int W = encoder.window_frames(), F = model.config.encoder.input_dim, k = 10;
+  // Each step advances every stream by a chunk: the warm-up fills the history; all steps must stay
+  // within the model's positions.
+  const int warmup = std::max(o.warmup, o.left_chunks + 1), steps = warmup + o.runs;
+  const double audio_s = o.chunk_size * encoder.subsampling_rate() * 0.01;  // per stream and step
+  fmt::print("wenet-rt bench --chunk-batches: {} {}, {} ({} fbank frames a window), CTC top-{}; device time per "
+             "step, {} runs after {} warm-up\n\n",
+             o.device, precision, so.describe(), W, k, o.runs, warmup);
+  fmt::print("{:>8} {:>10} {:>10} {:>14} {:>12}\n", "streams", "median ms", "p90 ms", "frames/s", "x real time");
+  nlohmann::json points = nlohmann::json::array();
+  for (const int B : batches) {
+    EncoderCachePool pool = encoder.make_pool(B);
+    WENET_CHECK(int64_t(steps) * o.chunk_size <= pool.max_frames(),
+                "--chunk-batches: {} steps of {} frames pass the model's {} positions (fewer --runs)", steps,
+                o.chunk_size, pool.max_frames());
+    std::vector<int> slots(static_cast<size_t>(B)), lens(static_cast<size_t>(B), W);
+    for (int& s : slots) s = pool.allocate();
+    HostTensor h(DType::kF32, {B, W, F});
+    std::mt19937 rng(static_cast<uint32_t>(B));
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (int64_t i = 0; i < h.numel(); ++i) h.data<float>()[i] = normal(rng);
+    const Tensor windows = backend->upload(h, DType::kF32);
+    const Stats st = time_runs(*backend, warmup, o.runs, [&] {
+      backend->reset_arena();
+      asr.ctc_top_k(encoder.encode_chunks(windows, lens.data(), slots.data(), pool), k);
+    });
+    const double x = B * audio_s / (st.median_ms / 1000);
+    fmt::print("{:>8} {:>10.3f} {:>10.3f} {:>14.0f} {:>12.0f}\n", B, st.median_ms, st.p90_ms,
+               B * o.chunk_size / (st.median_ms / 1000), x);
+    points.push_back({{"streams", B}, {"median_ms", st.median_ms}, {"p90_ms", st.p90_ms}, {"x_real_time", x}});
+  }
+  if (!o.json_out.empty())
+    std::ofstream(o.json_out) << nlohmann::json{{"device", o.device},
+                                                {"precision", precision},
+                                                {"chunk_size", o.chunk_size},
+                                                {"left_chunks", o.left_chunks},
+                                                {"points", points}}
+                                     .dump(1);
+  return 0;
+}
+
 }  // namespace
+
+std::vector<int> parse_counts(const std::string& list, const std::string& flag) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos < list.size()) {
+    const size_t comma = list.find(',', pos);
+    const std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      out.push_back(std::stoi(item));
+    } catch (const std::exception&) {
+      fail("{}: expected a list of counts like 100,500,1000, got '{}'", flag, list);
+    }
+    WENET_CHECK(out.back() >= 1, "{}: counts must be >= 1, got {}", flag, out.back());
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  WENET_CHECK(!out.empty(), "{}: no counts in '{}'", flag, list);
+  return out;
+}
 
 void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("model_dir", o.model_dir, "WeNet model directory (default: the seed's full-size model, random weights)");
@@ -251,8 +326,11 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
   app.add_option("--streams", o.streams,
                  "concurrent real-time streams instead, e.g. 100,500,1000: latency of partial and final results");
   app.add_option("--stream-seconds", o.stream_seconds, "--streams: seconds of sending per point")->capture_default_str();
-  app.add_option("--chunk-size", o.chunk_size, "--streams: encoder frames per chunk")->capture_default_str();
-  app.add_option("--left-chunks", o.left_chunks, "--streams: chunks of attention history (-1 = all)")
+  app.add_option("--chunk-batches", o.chunk_batches,
+                 "the streaming encoder's step for these numbers of streams (e.g. 64,128,256,512) instead of the grid");
+  app.add_option("--chunk-size", o.chunk_size, "--streams / --chunk-batches: encoder frames per chunk")
+      ->capture_default_str();
+  app.add_option("--left-chunks", o.left_chunks, "--streams / --chunk-batches: chunks of attention history (-1 = all)")
       ->capture_default_str();
   app.add_option("--dump-model", o.dump_model,
                  "--e2e, --streams: also write the model benchmarked (random weights after calibration) as a "
@@ -270,9 +348,10 @@ std::string model_yaml(const BenchOptions& o, const ModelDir& model) {
 int run_bench(const BenchOptions& o) {
   if (o.e2e_mode) return run_bench_e2e(o);
   if (!o.streams.empty()) return run_bench_streams(o);
-  const std::vector<Point> grid = parse_grid(o.grid);
   ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
                                        : load_model_dir(o.model_dir);
+  if (!o.chunk_batches.empty()) return run_bench_chunks(o, model);
+  const std::vector<Point> grid = parse_grid(o.grid);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
   auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads, /*pdl=*/o.compare_pdl);

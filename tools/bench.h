@@ -39,6 +39,8 @@ struct BenchOptions {
   std::string streams;           // "100,500,1000"
   double stream_seconds = 30;    // of sending per point
   int chunk_size = 16, left_chunks = 5;
+  // --chunk-batches: the streaming encoder's step (one chunk of B streams) instead of the grid.
+  std::string chunk_batches;     // "64,128,256,512"
   std::string dump_model;        // --e2e / --streams: weights dump of the model measured
 };
 
@@ -52,6 +54,8 @@ int run_bench_streams(const BenchOptions& opts);
 std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
 // The config text of the model benchmarked: the full-size model's, or MODEL_DIR's train.yaml.
 std::string model_yaml(const BenchOptions& o, const ModelDir& model);
+// "100,500,1000" -> {100, 500, 1000}; throws naming `flag` for anything else or a count < 1.
+std::vector<int> parse_counts(const std::string& list, const std::string& flag);
 // The p-th percentile (0..100) of v, the nearest rank at or above it; 0 for no values.
 double percentile(std::vector<double> v, double p);
 // Rewrites a random model's CTC head so that it emits `tokens_per_s` on real speech.

@@ -196,29 +196,10 @@ StreamsRun run_clients(StreamingEngine& rec, const std::vector<std::vector<float
   return r;
 }
 
-std::vector<int> parse_counts(const std::string& list) {
-  std::vector<int> out;
-  size_t pos = 0;
-  while (pos < list.size()) {
-    const size_t comma = list.find(',', pos);
-    const std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    try {
-      out.push_back(std::stoi(item));
-    } catch (const std::exception&) {
-      fail("--streams: expected a list of stream counts like 100,500,1000, got '{}'", list);
-    }
-    WENET_CHECK(out.back() >= 1, "--streams: counts must be >= 1, got {}", out.back());
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  WENET_CHECK(!out.empty(), "--streams: no stream counts in '{}'", list);
-  return out;
-}
-
 }  // namespace
 
 int run_bench_streams(const BenchOptions& o) {
-  const std::vector<int> counts = parse_counts(o.streams);
+  const std::vector<int> counts = parse_counts(o.streams, "--streams");
   const bool random = o.model_dir.empty();
   const std::string dir = (fs::temp_directory_path() / "wenet_rt_bench_streams").string();
   // Distinct files of 1-20 s cut from the examples (as --e2e), decoded once.

@@ -208,6 +208,27 @@ TEST_F(CliTest, UsageErrorsFail) {
   EXPECT_NE(run({}).rc, 0);
 }
 
+// bench --chunk-batches: the streaming encoder's step timed for each number of streams; a model
+// not trained for streaming and a bad count are errors that name the problem.
+TEST_F(CliTest, BenchChunkBatchesTimesEachStreamCount) {
+  const std::string json = (dir_ / "chunks.json").string();
+  const std::string demo = std::string(WENET_SOURCE_DIR) + "/models/demo";
+  const Outcome r = run(
+      {"bench", demo, "--device", "cpu", "--chunk-batches", "1,3", "--runs", "2", "--warmup", "1", "--json", json});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("x real time"), std::string::npos) << r.out;
+  const std::string j = slurp(json);
+  EXPECT_NE(j.find("\"streams\": 1"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"streams\": 3"), std::string::npos) << j;
+  const Outcome full = run({"bench", load_e2e_golden("u2pp_tiny").model_dir, "--device", "cpu", "--chunk-batches", "1",
+                            "--runs", "1"});
+  EXPECT_NE(full.rc, 0);
+  EXPECT_NE(full.err.find("stream"), std::string::npos) << full.err;
+  const Outcome bad = run({"bench", model_, "--device", "cpu", "--chunk-batches", "0"});
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("--chunk-batches"), std::string::npos) << bad.err;
+}
+
 TEST_F(CliTest, InfoPrintsVocabularySize) {
   const Outcome r = run({"info", load_e2e_golden("u2pp_tiny").model_dir});
   ASSERT_EQ(r.rc, 0) << r.err;
