@@ -274,6 +274,15 @@ int run_bench_chunks(const BenchOptions& o, const ModelDir& model) {
 
 }  // namespace
 
+std::string full_size_u2pp_yaml() {
+  std::string yaml = kFullSizeModelYaml;
+  const std::string key = "  cnn_module_norm: batch_norm\n";
+  const size_t at = yaml.find(key);
+  WENET_CHECK(at != std::string::npos, "internal: the full-size model's yaml lacks '{}'", key);
+  yaml.insert(at + key.size(), "  use_dynamic_chunk: true\n  causal: true\n");
+  return yaml;
+}
+
 std::vector<int> parse_counts(const std::string& list, const std::string& flag) {
   std::vector<int> out;
   size_t pos = 0;
@@ -348,9 +357,12 @@ std::string model_yaml(const BenchOptions& o, const ModelDir& model) {
 int run_bench(const BenchOptions& o) {
   if (o.e2e_mode) return run_bench_e2e(o);
   if (!o.streams.empty()) return run_bench_streams(o);
+  if (!o.chunk_batches.empty())  // the full-size model as U2++ (streamable), or MODEL_DIR
+    return run_bench_chunks(o, o.model_dir.empty()
+                                   ? make_random_model(parse_config_text(full_size_u2pp_yaml(), "full-size U2++ model"), 0)
+                                   : load_model_dir(o.model_dir));
   ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
                                        : load_model_dir(o.model_dir);
-  if (!o.chunk_batches.empty()) return run_bench_chunks(o, model);
   const std::vector<Point> grid = parse_grid(o.grid);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";

@@ -54,6 +54,8 @@ int run_bench_streams(const BenchOptions& opts);
 std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
 // The config text of the model benchmarked: the full-size model's, or MODEL_DIR's train.yaml.
 std::string model_yaml(const BenchOptions& o, const ModelDir& model);
+// The full-size model's config as a U2++ model (dynamic chunk training, causal conv): streamable.
+std::string full_size_u2pp_yaml();
 // "100,500,1000" -> {100, 500, 1000}; throws naming `flag` for anything else or a count < 1.
 std::vector<int> parse_counts(const std::string& list, const std::string& flag);
 // The p-th percentile (0..100) of v, the nearest rank at or above it; 0 for no values.

@@ -210,11 +210,7 @@ int run_bench_streams(const BenchOptions& o) {
   if (random) {
     // The full-size model as a U2++ model (dynamic chunk training, causal conv): random weights,
     // CTC calibrated to a realistic token rate as for --e2e.
-    std::string yaml = kFullSizeModelYaml;
-    const std::string key = "  cnn_module_norm: batch_norm\n";
-    const size_t at = yaml.find(key);
-    WENET_CHECK(at != std::string::npos, "internal: the full-size model's yaml lacks '{}'", key);
-    yaml.insert(at + key.size(), "  use_dynamic_chunk: true\n  causal: true\n");
+    const std::string yaml = full_size_u2pp_yaml();
     model = make_random_model(parse_config_text(yaml, "full-size U2++ model"), 0);
     calibrate_bench_ctc(model, files, o.token_rate, o.device, o.precision);
     if (!o.dump_model.empty()) dump_weights(model, yaml, o.dump_model);
