@@ -235,7 +235,8 @@ int run_bench_chunks(const BenchOptions& o, const ModelDir& model) {
   // Each step advances every stream by a chunk: the warm-up fills the history; all steps must stay
   // within the model's positions.
   const int warmup = std::max(o.warmup, o.left_chunks + 1), steps = warmup + o.runs;
-  const double audio_s = o.chunk_size * encoder.subsampling_rate() * 0.01;  // per stream and step
+  const double audio_s =  // per stream and step
+      o.chunk_size * encoder.subsampling_rate() * model.config.fbank.frame_shift_ms / 1000.0;
   fmt::print("wenet-rt bench --chunk-batches: {} {}, {} ({} fbank frames a window), CTC top-{}; device time per "
              "step, {} runs after {} warm-up\n\n",
              o.device, precision, so.describe(), W, k, o.runs, warmup);
