@@ -223,9 +223,8 @@ std::string fmt_ms(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
 int run_bench_chunks(const BenchOptions& o, const ModelDir& model) {
   const std::vector<int> batches = parse_counts(o.chunk_batches, "--chunk-batches");
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
-  const bool int8 = o.device == "cpu" && o.precision == "int8";
-  const std::string precision = o.device == "cpu" && !int8 ? "fp32" : o.precision;  // as the grid's label
-  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads);
+  const std::string precision = precision_label(o);
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, o.device == "cpu" && o.precision == "int8", o.threads);
   AsrModel asr(model, *backend);
   StreamingOptions so;
   so.chunk_size = o.chunk_size;
@@ -349,6 +348,14 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
       ->capture_default_str();
 }
 
+ModelDir bench_model(const BenchOptions& o, const std::string& yaml, const std::string& what) {
+  return o.model_dir.empty() ? make_random_model(parse_config_text(yaml, what), 0) : load_model_dir(o.model_dir);
+}
+
+std::string precision_label(const BenchOptions& o) {
+  return o.device == "cpu" && o.precision != "int8" ? "fp32" : o.precision;
+}
+
 std::string model_yaml(const BenchOptions& o, const ModelDir& model) {
   if (o.model_dir.empty()) return kFullSizeModelYaml;
   std::ifstream f(model.config_file);
@@ -358,12 +365,9 @@ std::string model_yaml(const BenchOptions& o, const ModelDir& model) {
 int run_bench(const BenchOptions& o) {
   if (o.e2e_mode) return run_bench_e2e(o);
   if (!o.streams.empty()) return run_bench_streams(o);
-  if (!o.chunk_batches.empty())  // the full-size model as U2++ (streamable), or MODEL_DIR
-    return run_bench_chunks(o, o.model_dir.empty()
-                                   ? make_random_model(parse_config_text(full_size_u2pp_yaml(), "full-size U2++ model"), 0)
-                                   : load_model_dir(o.model_dir));
-  ModelDir model = o.model_dir.empty() ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
-                                       : load_model_dir(o.model_dir);
+  if (!o.chunk_batches.empty())  // the full-size model as U2++ (streamable)
+    return run_bench_chunks(o, bench_model(o, full_size_u2pp_yaml(), "full-size U2++ model"));
+  ModelDir model = bench_model(o, kFullSizeModelYaml, "full-size model");
   const std::vector<Point> grid = parse_grid(o.grid);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
@@ -455,8 +459,7 @@ int run_bench(const BenchOptions& o) {
   for (const auto& [peer, _] : by_peer) width[peer] = std::max<size_t>(22, peer.size() + 4);
 
   const std::string device = o.device == "cuda" && peers.contains("device") ? peers["device"].get<std::string>() : o.device;
-  // The CPU backend runs FP32 unless asked for INT8 (its default precision, fp16, means fp32 there).
-  const std::string precision = o.device == "cpu" && !int8 ? "fp32" : o.precision;
+  const std::string precision = precision_label(o);
   fmt::print("wenet-rt bench: {} ({}), {} {}{}{}, {} runs after {} warm-up; time per run in ms ({}; median / p90)\n",
              o.model_dir.empty() ? "full-size conformer, random weights" : o.model_dir, device, o.device, precision,
              o.device == "cuda" && o.cuda_graphs ? " + CUDA graphs" : "", backend->programmatic_launch() ? " + PDL" : "",

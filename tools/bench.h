@@ -52,6 +52,11 @@ int run_bench_streams(const BenchOptions& opts);
 // Shared by the benches (tools/bench_e2e.cc):
 // `seconds` of distinct WAV files of 1-20 s in `dir`, cut from the shipped examples.
 std::vector<std::string> make_bench_files(double seconds, const std::string& dir, int rate);
+// The model benchmarked: MODEL_DIR, or with none a random model of `yaml` (named `what` in errors).
+ModelDir bench_model(const BenchOptions& o, const std::string& yaml, const std::string& what);
+// The precision a run is labelled with: the CPU backend runs FP32 unless asked for INT8 (its
+// default precision, fp16, means fp32 there).
+std::string precision_label(const BenchOptions& o);
 // The config text of the model benchmarked: the full-size model's, or MODEL_DIR's train.yaml.
 std::string model_yaml(const BenchOptions& o, const ModelDir& model);
 // The full-size model's config as a U2++ model (dynamic chunk training, causal conv): streamable.

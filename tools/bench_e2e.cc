@@ -200,8 +200,7 @@ Run time_engine(const ModelDir& model, const RecognizerConfig& cfg, const std::v
 
 int run_bench_e2e(const BenchOptions& o) {
   const bool random = o.model_dir.empty();
-  ModelDir model = random ? make_random_model(parse_config_text(kFullSizeModelYaml, "full-size model"), 0)
-                          : load_model_dir(o.model_dir);
+  ModelDir model = bench_model(o, kFullSizeModelYaml, "full-size model");
   const int rate = model.config.fbank.sample_rate;
   std::vector<std::string> files = o.e2e;
   const std::string dir = (fs::temp_directory_path() / "wenet_rt_bench_e2e").string();

@@ -239,7 +239,7 @@ int run_bench_streams(const BenchOptions& o) {
   fmt::print("wenet-rt bench --streams: {} on {} {}, chunk {} ({} ms), left chunks {}, {} distinct files ({:.0f} s, "
              "1-20 s each), 640 ms pieces at real-time pace, {:.0f} s per point\n",
              random ? "full-size U2++ conformer, random weights, calibrated blank" : o.model_dir, o.device,
-             o.device == "cuda" ? o.precision : "fp32", cfg.chunk_size, cfg.chunk_size * math.rate * 10,
+             precision_label(o), cfg.chunk_size, cfg.chunk_size * math.rate * 10,
              cfg.num_left_chunks, files.size(), total, o.stream_seconds);
   fmt::print("{:>7} | {:>9} | {:>10} | {:>10} | {:>24} | {:>16} | {:>7} | {}\n", "streams", "chunks/s",
              "enc calls/s", "mean batch", "chunk latency p50/95/99", "final p50/p99", "errors", "real time");
