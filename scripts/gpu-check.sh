@@ -67,9 +67,9 @@ for step in $steps; do
       ./build/wenet-rt bench models/demo --e2e --peers --peer-seconds "${PEER_SECONDS:-60}" --json "$out/e2e_demo.json" >"$out/e2e_demo.log" 2>&1
       cat "$out/e2e_demo.log" | grep -v "^running" ;;
     pdl)
-      log "Programmatic Dependent Launch: all GPU tests with it on, then the grid both ways"
-      WENET_RT_PDL=1 ctest --test-dir build -L gpu --output-on-failure -j4 >"$out/gpu_tests_pdl.log" 2>&1
-      grep -E "tests passed|FAILED|Failed" "$out/gpu_tests_pdl.log" | head -20
+      log "Programmatic Dependent Launch (on by default): all GPU tests with it off, then the grid both ways"
+      WENET_RT_PDL=0 ctest --test-dir build -L gpu --output-on-failure -j4 >"$out/gpu_tests_no_pdl.log" 2>&1
+      grep -E "tests passed|FAILED|Failed" "$out/gpu_tests_no_pdl.log" | head -20
       ./build/tests/graph/test_cuda_model --gtest_filter='*Programmatic*' 2>&1 | grep -E "PDL|OK|FAILED" | head
       ./build/wenet-rt bench --compare-pdl >"$out/grid_pdl.log" 2>&1
       tail -30 "$out/grid_pdl.log" ;;

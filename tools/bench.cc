@@ -72,9 +72,9 @@ void accuracy(const std::vector<float>& got, const std::vector<float>& want, Sta
 }
 
 // cpu: FP32, or dynamic INT8 linear layers with int8, on `threads` (0: all); cuda: FP16 / FP32 as
-// dtype, with Programmatic Dependent Launch where supported when pdl (or WENET_RT_PDL=1).
+// dtype, with Programmatic Dependent Launch where supported when pdl (WENET_RT_PDL overrides).
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype, bool graphs, bool int8 = false,
-                                      int threads = 0, bool pdl = false) {
+                                      int threads = 0, bool pdl = true) {
   if (device == "cpu") return make_cpu_backend(CpuBackendOptions{threads, int8});
 #ifdef WENET_RT_HAVE_CUDA
   CudaBackendOptions o;
@@ -371,7 +371,7 @@ int run_bench(const BenchOptions& o) {
   const std::vector<Point> grid = parse_grid(o.grid);
   const DType dt = o.precision == "fp16" ? DType::kF16 : DType::kF32;
   const bool int8 = o.device == "cpu" && o.precision == "int8";
-  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads, /*pdl=*/o.compare_pdl);
+  auto backend = make_backend(o.device, dt, o.cuda_graphs, int8, o.threads);
   AsrModel asr(model, *backend);
   // FP32 reference for a0 / r0: the CUDA FP32 backend (checked against CPU and the goldens by the
   // tests) when timing CUDA FP16; nothing to compare when timing the reference itself.

@@ -175,6 +175,14 @@ class Backend {
     layer_norm(x, norm, normed, zero_lens);
     linear(normed, w, act, nullptr, y);
   }
+  // x_out = LayerNorm_first(x), then y = act(LayerNorm(x_out) W^T + b): a conformer block's closing
+  // LayerNorm and the next block's opening norm_linear, which a backend may fuse (x_out must not
+  // alias x: the fused form normalizes rows that other column tiles still read).
+  virtual void norm_norm_linear(const Tensor& x, const LayerNormWeights& first, const Tensor& x_out,
+                                const LayerNormWeights& norm, const LinearWeights& w, Activation act, const Tensor& y) {
+    layer_norm(x, first, x_out);
+    norm_linear(x_out, norm, w, act, y);
+  }
   // y = LayerNorm(x) (eps 1e-5) over the last axis. With zero_lens ([B] for x [B, T, D]), rows
   // with t >= lens[b] are written as zeros (WeNet masks the conv module's input this way).
   virtual void layer_norm(const Tensor& x, const LayerNormWeights& w, const Tensor& y,
@@ -248,10 +256,10 @@ std::unique_ptr<Backend> make_cpu_backend(int threads = 0);  // FP32
 struct CudaBackendOptions {
   DType dtype = DType::kF16;
   bool cuda_graphs = true;
-  // Programmatic Dependent Launch of the fused kernels where the device supports it (compute
-  // capability 9.0+). Off by default: on an H200 it pays only at the smallest shapes (README);
-  // WENET_RT_PDL=1 / 0 in the environment turns it on / off for every backend.
-  bool programmatic_launch = false;
+  // Programmatic Dependent Launch of the backend's own kernels where the device supports it
+  // (compute capability 9.0+): each kernel fetches its weights while its predecessor still runs
+  // (kernels/launch.cuh). WENET_RT_PDL=1 / 0 in the environment turns it on / off for every backend.
+  bool programmatic_launch = true;
   int device = 0;
   void* stream = nullptr;  // cudaStream_t; null = the backend creates its own
 };

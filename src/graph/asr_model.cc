@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace wenet_rt {
 namespace {
@@ -333,6 +334,34 @@ Tensor subsample_features(const AsrModel& model, const Tensor& feats) {
   return h;
 }
 
+void ResidualStream::norm_linear(const LayerNormWeights& norm, const LinearWeights& w, Activation act, const Tensor& y,
+                                 const Tensor* zero_lens) {
+  if (pending_ && !zero_lens) {
+    be_.norm_norm_linear(x_, *pending_, spare_, norm, w, act, y);
+    std::swap(x_, spare_);
+    pending_ = nullptr;
+    return;
+  }
+  flush();
+  be_.norm_linear(x_, norm, w, act, y, zero_lens);
+}
+
+void ResidualStream::defer_norm(const LayerNormWeights& norm) {
+  flush();
+  if (norm.gamma.data) pending_ = &norm;
+}
+
+void ResidualStream::finish(const LayerNormWeights& after_norm) {
+  flush();
+  be_.layer_norm(x_, after_norm, out_);
+}
+
+void ResidualStream::flush() {
+  if (!pending_) return;
+  be_.layer_norm(x_, *pending_, x_);
+  pending_ = nullptr;
+}
+
 EncoderOutput AsrModel::encode(const float* feats, int batch, int frames, const int* lens) {
   Tensor x = backend_.alloc({batch, frames, config_.encoder.input_dim}, DType::kF32);
   backend_.copy_in(feats, x);
@@ -397,17 +426,17 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
     Tensor pe = e.pe.view({e.pe_rows, d});
     be.scale_add_pos(h, std::sqrt(float(d)), rel ? nullptr : &pe, r.out);
 
-    Tensor xs = r.out;
+    ResidualStream xs(be, r.out, be.alloc({batch, T, d}, dt));
     Tensor qkv = be.alloc({batch, T, 3 * d}, dt);
     Tensor ctx = be.alloc({batch, T, d}, dt);
     Tensor ff = be.alloc({batch, T, ec.linear_units}, dt);
     Tensor conv_in = be.alloc({batch, T, 2 * d}, dt);
     for (const Encoder::Layer& l : e.layers) {
       if (l.ff_macaron_w1.w.data) {
-        be.norm_linear(xs, l.norm_ff_macaron, l.ff_macaron_w1, ec.activation, ff);
-        be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs, xs);
+        xs.norm_linear(l.norm_ff_macaron, l.ff_macaron_w1, ec.activation, ff);
+        be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs.x(), xs.x());
       }
-      be.norm_linear(xs, l.norm_mha, l.qkv, Activation::kNone, qkv);
+      xs.norm_linear(l.norm_mha, l.qkv, Activation::kNone, qkv);
       AttentionArgs a;
       a.q = qkv.col_slice(0, d);
       a.k = qkv.col_slice(d, d);
@@ -421,10 +450,10 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
         a.pos_bias_v = l.pos_bias_v;
       }
       be.attention(a);
-      be.linear(ctx, l.att_out, Activation::kNone, &xs, xs);
+      be.linear(ctx, l.att_out, Activation::kNone, &xs.x(), xs.x());
       if (l.pw1.w.data) {
         // WeNet zeroes the conv module's input at padded frames, then convolves every frame.
-        be.norm_linear(xs, l.norm_conv, l.pw1, Activation::kNone, conv_in, &r.lens);
+        xs.norm_linear(l.norm_conv, l.pw1, Activation::kNone, conv_in, &r.lens);
         ConvModuleArgs c;
         c.x = conv_in;
         c.lens = r.lens;
@@ -435,13 +464,13 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
         c.causal = ec.causal;
         c.causal_pad = l.causal_pad;
         be.conv_module(c, ec.activation);
-        be.linear(ctx, l.pw2, Activation::kNone, &xs, xs);
+        be.linear(ctx, l.pw2, Activation::kNone, &xs.x(), xs.x());
       }
-      be.norm_linear(xs, l.norm_ff, l.ff_w1, ec.activation, ff);
-      be.linear(ff, l.ff_w2, Activation::kNone, &xs, xs);
-      if (l.norm_final.gamma.data) be.layer_norm(xs, l.norm_final, xs);
+      xs.norm_linear(l.norm_ff, l.ff_w1, ec.activation, ff);
+      be.linear(ff, l.ff_w2, Activation::kNone, &xs.x(), xs.x());
+      xs.defer_norm(l.norm_final);
     }
-    be.layer_norm(xs, e.after_norm, xs);
+    xs.finish(e.after_norm);
   });
   return r;
 }

@@ -24,6 +24,36 @@ struct AsrModel::Encoder {
   std::vector<Layer> layers;
 };
 
+// The residual stream x through the encoder's blocks. A conformer block ends with a LayerNorm
+// (norm_final) whose output is the next block's input; instead of a kernel of its own it is
+// deferred into the next sublayer's opening norm_linear (Backend::norm_norm_linear, one fused
+// kernel where the backend has it), which writes the normalized stream into the other of two
+// buffers. Every other read of x goes through x(), which applies a deferred norm first.
+class ResidualStream {
+ public:
+  // out: where finish() leaves the encoder's output (the stream starts there); spare: same shape.
+  ResidualStream(Backend& be, const Tensor& out, const Tensor& spare) : be_(be), x_(out), spare_(spare), out_(out) {}
+
+  const Tensor& x() {
+    flush();
+    return x_;
+  }
+  // y = act(LayerNorm(x) W^T + b), zero_lens as in Backend::norm_linear.
+  void norm_linear(const LayerNormWeights& norm, const LinearWeights& w, Activation act, const Tensor& y,
+                   const Tensor* zero_lens = nullptr);
+  // x = LayerNorm(x), deferred (a no-op for absent weights).
+  void defer_norm(const LayerNormWeights& norm);
+  // out = LayerNorm_after(x).
+  void finish(const LayerNormWeights& after_norm);
+
+ private:
+  void flush();
+
+  Backend& be_;
+  Tensor x_, spare_, out_;
+  const LayerNormWeights* pending_ = nullptr;
+};
+
 // The input layer up to (not including) the x * sqrt(d) + position step: CMVN, the Conv2d + ReLU
 // stack over [B, 1, T, F], frames flattened and projected. feats: float32 [B, T, F] in backend
 // memory; returns [B, T', d] in the arena, T' = model.subsampled_length(T).

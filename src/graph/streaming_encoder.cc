@@ -250,7 +250,7 @@ EncoderOutput StreamingEncoder::encode_chunks(const Tensor& windows, const int* 
       be.scale_add_pos(h.view({B * T, d}), std::sqrt(float(d)), &rows_pos, r.out.view({B * T, d}));
     }
 
-    Tensor xs = r.out;
+    ResidualStream xs(be, r.out, be.alloc({B, T, d}, dt));
     Tensor qkv = be.alloc({B, T, 3 * d}, dt);
     Tensor ctx = be.alloc({B, T, d}, dt);
     Tensor ff = be.alloc({B, T, ec.linear_units}, dt);
@@ -260,13 +260,13 @@ EncoderOutput StreamingEncoder::encode_chunks(const Tensor& windows, const int* 
       const AsrModel::Encoder::Layer& l = e.layers[i];
       const EncoderCachePool::Layer& c = pool.layers_[i];
       if (l.ff_macaron_w1.w.data) {
-        be.norm_linear(xs, l.norm_ff_macaron, l.ff_macaron_w1, ec.activation, ff);
-        be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs, xs);
+        xs.norm_linear(l.norm_ff_macaron, l.ff_macaron_w1, ec.activation, ff);
+        be.linear(ff, l.ff_macaron_w2, Activation::kNone, &xs.x(), xs.x());
       }
       // Self-attention over [history ; chunk]: the chunk's K and V (its valid frames) join each
       // stream's ring first, then every query sees its stream's keys there (WeNet's forward_chunk
       // passes no mask).
-      be.norm_linear(xs, l.norm_mha, l.qkv, Activation::kNone, qkv);
+      xs.norm_linear(l.norm_mha, l.qkv, Activation::kNone, qkv);
       be.ring_write(qkv.col_slice(d, 2 * d), r.lens, slot_t, offset_t, R, c.kv);
       AttentionArgs a;
       a.q = qkv.col_slice(0, d);
@@ -284,10 +284,10 @@ EncoderOutput StreamingEncoder::encode_chunks(const Tensor& windows, const int* 
         a.pos_bias_v = l.pos_bias_v;
       }
       be.attention(a);
-      be.linear(ctx, l.att_out, Activation::kNone, &xs, xs);
+      be.linear(ctx, l.att_out, Activation::kNone, &xs.x(), xs.x());
 
       if (l.pw1.w.data) {
-        be.norm_linear(xs, l.norm_conv, l.pw1, Activation::kNone, conv_in);
+        xs.norm_linear(l.norm_conv, l.pw1, Activation::kNone, conv_in);
         ConvModuleArgs cm;
         cm.x = conv_in;
         cm.lens = r.lens;
@@ -309,13 +309,13 @@ EncoderOutput StreamingEncoder::encode_chunks(const Tensor& windows, const int* 
           cm.zero_beyond_lens = true;
           be.conv_module(cm, ec.activation);
         }
-        be.linear(ctx, l.pw2, Activation::kNone, &xs, xs);
+        be.linear(ctx, l.pw2, Activation::kNone, &xs.x(), xs.x());
       }
-      be.norm_linear(xs, l.norm_ff, l.ff_w1, ec.activation, ff);
-      be.linear(ff, l.ff_w2, Activation::kNone, &xs, xs);
-      if (l.norm_final.gamma.data) be.layer_norm(xs, l.norm_final, xs);
+      xs.norm_linear(l.norm_ff, l.ff_w1, ec.activation, ff);
+      be.linear(ff, l.ff_w2, Activation::kNone, &xs.x(), xs.x());
+      xs.defer_norm(l.norm_final);
     }
-    be.layer_norm(xs, e.after_norm, xs);
+    xs.finish(e.after_norm);
   });
 
   // WeNet keeps the last C*L of [history ; chunk] keys (all of them when L = -1, none when L = 0).

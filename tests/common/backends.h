@@ -25,9 +25,9 @@ inline std::vector<BackendKind> test_backends() {
 }
 
 // nullptr when the backend cannot run here (no GPU). CUDA backends launch their kernels with
-// Programmatic Dependent Launch where the device supports it when `pdl` (or the environment has
-// WENET_RT_PDL=1; =0 turns it off everywhere).
-inline std::unique_ptr<Backend> make_test_backend(BackendKind k, bool cuda_graphs = true, bool pdl = false) {
+// Programmatic Dependent Launch where the device supports it when `pdl`, as users' backends do by
+// default (the environment's WENET_RT_PDL=1 / 0 overrides it everywhere).
+inline std::unique_ptr<Backend> make_test_backend(BackendKind k, bool cuda_graphs = true, bool pdl = true) {
   if (k == BackendKind::kCpu) return make_cpu_backend();
 #if defined(WENET_RT_HAVE_CUDA) && defined(WENET_TEST_GPU)
   try {

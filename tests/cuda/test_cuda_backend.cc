@@ -189,6 +189,40 @@ TEST_P(CudaOps, LinearStridedInputAndResidual) {
   expect_close(qkv, "untouched columns around a strided y");
 }
 
+// Few rows in float16 go to the split-K kernel (kernels/split_k_gemm.cu): one K slice and many,
+// residual aliasing y or apart, strided x and y, rows and columns off the tile sizes, and the same
+// call repeated (the per-tile counts must reset for the next launch).
+TEST_P(CudaOps, LinearFewRowsSplitK) {
+  struct Case {
+    int64_t M, K, N;
+    Activation act;
+    bool bias, residual, alias, strided;
+  };
+  for (const Case& c : {Case{3, 2048, 256, Activation::kNone, true, true, true, false},
+                        Case{64, 2048, 256, Activation::kNone, true, true, true, false},
+                        Case{17, 512, 1000, Activation::kRelu, true, false, false, false},
+                        Case{40, 256, 300, Activation::kNone, false, true, false, true},
+                        Case{12, 4864, 256, Activation::kNone, true, false, false, false},
+                        Case{65, 2048, 256, Activation::kNone, true, true, true, false}}) {
+    const std::string what = "linear M" + std::to_string(c.M) + " K" + std::to_string(c.K) + " N" +
+                             std::to_string(c.N) + (c.residual ? c.alias ? " residual = y" : " residual" : "") +
+                             (c.strided ? " strided" : "");
+    Pair w = weight({c.N, c.K}, 1.f / std::sqrt(float(c.K))), b = weight({c.N}, 0.5f);
+    LinearWeights wc{w.c, c.bias ? b.c : Tensor{}}, wg{w.g, c.bias ? b.g : Tensor{}};
+    Pair wide_x = act({c.M, c.strided ? 2 * c.K : c.K});
+    Pair x = c.strided ? wide_x.col_slice(c.K, c.K) : wide_x;
+    Pair wide_y = act({c.M, c.strided ? c.N + 8 : c.N});
+    Pair y = c.strided ? wide_y.col_slice(8, c.N) : wide_y;
+    Pair r = c.alias ? y : act({c.M, c.N});
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      cpu_->linear(x.c, wc, c.act, c.residual ? &r.c : nullptr, y.c);
+      gpu_->linear(x.g, wg, c.act, c.residual ? &r.g : nullptr, y.g);
+      expect_close(y, what + (repeat ? " again" : ""));
+    }
+    if (c.strided) expect_close(wide_y, what + ": untouched columns around y");
+  }
+}
+
 TEST_P(CudaOps, LayerNorm) {
   for (int64_t D : {64, 256, 1100}) {
     const int64_t B = 3, T = 11;
@@ -209,7 +243,7 @@ TEST_P(CudaOps, LayerNorm) {
   }
 }
 
-// The fused LayerNorm + GEMM kernel (float16, up to 64 rows, K 256 or 512) and the unfused path
+// The fused LayerNorm + GEMM kernel (float16, K 256 or 512, both tile shapes) and the unfused path
 // it leaves the rest to (float32, other K, more rows) against CPU layer_norm + linear.
 TEST_P(CudaOps, NormLinear) {
   struct Case {
@@ -247,6 +281,31 @@ TEST_P(CudaOps, NormLinear) {
     cpu_->norm_linear(x.c, nc, wc, c.act, y.c, c.zero_lens ? &l.c : nullptr);
     gpu_->norm_linear(x.g, ng, wg, c.act, y.g, c.zero_lens ? &l.g : nullptr);
     expect_close(y, what);
+  }
+}
+
+// A block's closing LayerNorm fused into the next norm_linear (both tile shapes of the float16
+// kernel: up to 64 rows and more) against CPU layer_norm + layer_norm + linear; x stays as it was.
+TEST_P(CudaOps, NormNormLinear) {
+  struct Case {
+    int64_t B, T, K, N;
+    Activation act;
+  };
+  for (const Case& c : {Case{1, 16, 256, 2048, Activation::kSwish}, Case{4, 16, 256, 768, Activation::kNone},
+                        Case{16, 63, 256, 2048, Activation::kSwish}, Case{3, 41, 512, 300, Activation::kRelu},
+                        Case{2, 7, 40, 48, Activation::kNone}}) {
+    const std::string what = "norm_norm_linear B" + std::to_string(c.B) + " T" + std::to_string(c.T) + " K" +
+                             std::to_string(c.K) + " N" + std::to_string(c.N);
+    Pair g1 = weight(random({c.K}, 0.5f, 1.5f)), b1 = weight({c.K}, 0.5f);
+    Pair g2 = weight(random({c.K}, 0.5f, 1.5f)), b2 = weight({c.K}, 0.5f);
+    Pair w = weight({c.N, c.K}, 1.f / std::sqrt(float(c.K))), b = weight({c.N}, 0.5f);
+    const HostTensor xh = random({c.B, c.T, c.K}, -2.f, 3.f);
+    Pair x = act(xh), x_out = empty({c.B, c.T, c.K}), y = empty({c.B, c.T, c.N});
+    cpu_->norm_norm_linear(x.c, {g1.c, b1.c}, x_out.c, {g2.c, b2.c}, {w.c, b.c}, c.act, y.c);
+    gpu_->norm_norm_linear(x.g, {g1.g, b1.g}, x_out.g, {g2.g, b2.g}, {w.g, b.g}, c.act, y.g);
+    expect_close(y, what);
+    expect_close(x_out, what + " (first norm)");
+    expect_close(x, what + " (x unchanged)", 1e-7f);
   }
 }
 

@@ -6,7 +6,8 @@
 // A backend object is used by one thread at a time (its stream, arena and caches are not locked).
 // Environment: WENET_RT_CUDA_ARENA_MB (initial arena reservation, default 256; the arena grows by
 // chunks outside graph capture), WENET_RT_NORM_GEMM_MAX_ROWS (largest row count for the fused
-// LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_CUDA_SYNC=1 (synchronize and
+// LayerNorm + GEMM kernel, default 64; 0 turns it off), WENET_RT_SPLIT_K_MAX_ROWS (the same for
+// the split-K GEMM that takes linear() from cuBLASLt), WENET_RT_CUDA_SYNC=1 (synchronize and
 // check after every op outside capture: for locating a failing kernel), WENET_RT_PDL=1 / 0 (launch the
 // kernels of kernels/ with / without Programmatic Dependent Launch, where supported: compute
 // capability 9.0+, see kernels/launch.cuh; else CudaBackendOptions::programmatic_launch decides).
@@ -36,6 +37,9 @@ namespace ck = cuda_kernels;
 
 constexpr size_t kDefaultArenaMiB = 256;
 constexpr size_t kDefaultNormGemmMaxRows = 64;
+// split_k_gemm's workspace: up to 4 MB of partials (64 rows x 256 columns x K = 16,384) and a
+// count per tile (64 rows x 4,096 columns).
+constexpr int64_t kSplitKWorkspaceFloats = int64_t(1) << 20, kSplitKCounters = 256;
 constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
 // Logits of linear_log_softmax_gather's fallback: a chunk that stays in L2 between the GEMM writing
 // it and the kernel reading it (H200, K 256, 10^5 rows: 32 MB chunks 1.46 ms, 16 MB 1.67 ms).
@@ -116,6 +120,11 @@ class CudaBackend final : public Backend {
       arena_ = std::make_unique<DeviceArena>(arena_mib << 20);
       gemm_workspace_ = DeviceBuffer(kGemmWorkspaceBytes);
       gemm_ = std::make_unique<CublasLtGemm>(dtype_, gemm_workspace_.ptr, gemm_workspace_.bytes);
+      if (dtype_ == DType::kF16) {
+        split_k_partials_ = DeviceBuffer(kSplitKWorkspaceFloats * sizeof(float));
+        split_k_counters_ = DeviceBuffer(kSplitKCounters * sizeof(unsigned));
+        WENET_CUDA_CHECK(cudaMemsetAsync(split_k_counters_.ptr, 0, split_k_counters_.bytes, stream_));
+      }
       WENET_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_flag_), 4 * sizeof(int32_t), cudaHostAllocMapped));
       std::memset(error_flag_, 0, 4 * sizeof(int32_t));
       WENET_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_flag_device_), error_flag_, 0));
@@ -124,6 +133,7 @@ class CudaBackend final : public Backend {
       throw;
     }
     norm_gemm_max_rows_ = int64_t(env_count("WENET_RT_NORM_GEMM_MAX_ROWS", kDefaultNormGemmMaxRows));
+    split_k_max_rows_ = int64_t(env_count("WENET_RT_SPLIT_K_MAX_ROWS", kDefaultNormGemmMaxRows));
     const char* sync = std::getenv("WENET_RT_CUDA_SYNC");
     debug_sync_ = sync && *sync && std::strcmp(sync, "0") != 0;
     pdl_ = env_count("WENET_RT_PDL", o.programmatic_launch ? 1 : 0) != 0 && ck::programmatic_launch_supported(device_);
@@ -401,11 +411,14 @@ class CudaBackend final : public Backend {
     expect_act(y, "linear", "y");
     if (w.b.data) expect_act(w.b, "linear", "bias");
     if (M == 0 || N == 0) return;
-    const size_t es = dtype_size(dtype_);
     if (residual) {
       expect_act(*residual, "linear", "residual");
       WENET_CHECK(residual->rows() == M && residual->cols() == N, "linear: residual [{}, {}], expected [{}, {}]",
                   residual->rows(), residual->cols(), M, N);
+    }
+    if (split_k_gemm(x, w, act, residual, y)) return;
+    const size_t es = dtype_size(dtype_);
+    if (residual) {
       if (residual->data != y.data) {  // y = residual first, then accumulate in place
         WENET_CUDA_CHECK(cudaMemcpy2DAsync(y.data, size_t(y.row_stride()) * es, residual->data,
                                            size_t(residual->row_stride()) * es, size_t(N) * es, size_t(M),
@@ -439,6 +452,37 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // linear() for few rows in float16 (kernels/split_k_gemm.cu) where the shape allows; false
+  // leaves it to cuBLASLt.
+  bool split_k_gemm(const Tensor& x, const LinearWeights& w, Activation act, const Tensor* residual, const Tensor& y) {
+    const int64_t M = x.rows(), K = x.cols(), N = w.w.dim(0);
+    if (!f16() || M > split_k_max_rows_ || K == 0 || K % ck::kSplitKSlice != 0 || !aligned(x.data, 16) ||
+        !aligned(w.w.data, 16) ||
+        x.row_stride() % 8 != 0 || w.w.row_stride() % 8 != 0 ||
+        ck::split_k_gemm_workspace_floats(M, N, K) > kSplitKWorkspaceFloats ||
+        (K > ck::kSplitKSlice && ck::split_k_gemm_tiles(M, N) > kSplitKCounters))
+      return false;
+    ck::SplitKGemmParams p{};
+    p.x = x.data;
+    p.ldx = x.row_stride();
+    p.w = w.w.data;
+    p.ldw = w.w.row_stride();
+    p.bias = w.b.data;
+    p.residual = residual ? residual->data : nullptr;
+    p.ldr = residual ? residual->row_stride() : 0;
+    p.y = y.data;
+    p.ldy = y.row_stride();
+    p.M = M;
+    p.N = N;
+    p.K = int(K);
+    p.act = to_kernel_act(act);
+    p.partials = static_cast<float*>(split_k_partials_.ptr);
+    p.counters = static_cast<unsigned*>(split_k_counters_.ptr);
+    ck::split_k_gemm_f16(p, kernel_stream());
+    after_launch("linear");
+    return true;
+  }
+
   void layer_norm(const Tensor& x, const LayerNormWeights& w, const Tensor& y, const Tensor* zero_lens) override {
     begin_op("layer_norm");
     const int64_t M = x.rows(), D = x.cols();
@@ -458,41 +502,33 @@ class CudaBackend final : public Backend {
 
   void norm_linear(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w, Activation act, const Tensor& y,
                    const Tensor* zero_lens) override {
-    const int64_t M = x.rows(), K = x.cols();
-    const auto aligned = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
-    // The fused kernel for few rows (launch-bound GEMMs, where the separate LayerNorm costs as much
-    // as the GEMM); more rows go to LayerNorm + cuBLASLt, which is faster there (bench).
-    const bool fusable = f16() && ck::layer_norm_gemm_supports(K) && M <= norm_gemm_max_rows_ && w.w.rank == 2 &&
-                         w.w.row_stride() == K && aligned(w.w.data, 16) && x.row_stride() % 8 == 0 &&
-                         aligned(x.data, 16) && aligned(n.gamma.data, 16) && aligned(n.beta.data, 16);
-    if (!fusable) return Backend::norm_linear(x, n, w, act, y, zero_lens);
+    if (!norm_gemm_fusable(x, n, w)) return Backend::norm_linear(x, n, w, act, y, zero_lens);
     begin_op("norm_linear");
-    const int64_t N = w.w.dim(0);
-    WENET_CHECK(w.w.dim(1) == K && y.rows() == M && y.cols() == N,
-                "norm_linear: expected x [{}, K], W [N, K], y [{}, N] with K = {}, N = {}; got W [{}, {}], y [{}, {}]",
-                M, M, K, N, w.w.dim(0), w.w.dim(1), y.rows(), y.cols());
-    WENET_CHECK(n.gamma.numel() == K && n.beta.numel() == K, "norm_linear: norm weights of {} / {}, expected {}",
-                n.gamma.numel(), n.beta.numel(), K);
-    for (const Tensor* t : {&x, &y, &w.w, &n.gamma, &n.beta}) expect_act(*t, "norm_linear", "operand");
-    if (w.b.data) expect_act(w.b, "norm_linear", "bias");
     if (zero_lens) WENET_CHECK(zero_lens->dtype == DType::kI32, "norm_linear: lengths must be int32");
-    ck::LayerNormGemmParams p{};
-    p.x = x.data;
-    p.ldx = x.row_stride();
-    p.gamma = n.gamma.data;
-    p.beta = n.beta.data;
+    ck::LayerNormGemmParams p = norm_gemm_params(x, n, w, act, y, "norm_linear");
     p.zero_lens = zero_lens ? zero_lens->ptr<int32_t>() : nullptr;
-    p.T = x.rank >= 3 ? x.dim(-2) : M;
-    p.w = w.w.data;
-    p.bias = w.b.data;
-    p.y = y.data;
-    p.ldy = y.row_stride();
-    p.M = M;
-    p.N = N;
-    p.K = int(K);
-    p.act = to_kernel_act(act);
     ck::layer_norm_gemm_f16(p, kernel_stream());
     after_launch("norm_linear");
+  }
+
+  void norm_norm_linear(const Tensor& x, const LayerNormWeights& first, const Tensor& x_out, const LayerNormWeights& n,
+                        const LinearWeights& w, Activation act, const Tensor& y) override {
+    const bool fusable = norm_gemm_fusable(x, n, w) && w.w.dim(0) > 0 && x_out.data != x.data &&
+                         x_out.rows() == x.rows() && x_out.cols() == x.cols() && x_out.row_stride() % 8 == 0 &&
+                         aligned(x_out.data, 16) && aligned(first.gamma.data, 16) && aligned(first.beta.data, 16);
+    if (!fusable) return Backend::norm_norm_linear(x, first, x_out, n, w, act, y);
+    begin_op("norm_norm_linear");
+    WENET_CHECK(first.gamma.numel() == x.cols() && first.beta.numel() == x.cols(),
+                "norm_norm_linear: first norm's weights of {} / {}, expected {}", first.gamma.numel(),
+                first.beta.numel(), x.cols());
+    for (const Tensor* t : {&x_out, &first.gamma, &first.beta}) expect_act(*t, "norm_norm_linear", "operand");
+    ck::LayerNormGemmParams p = norm_gemm_params(x, n, w, act, y, "norm_norm_linear");
+    p.pre_gamma = first.gamma.data;
+    p.pre_beta = first.beta.data;
+    p.x_out = x_out.data;
+    p.ld_x_out = x_out.row_stride();
+    ck::layer_norm_gemm_f16(p, kernel_stream());
+    after_launch("norm_norm_linear");
   }
 
   void cmvn(const Tensor& x, const Tensor& mean, const Tensor& istd, const Tensor& y) override {
@@ -721,7 +757,45 @@ class CudaBackend final : public Backend {
   bool graphs_;
   bool debug_sync_ = false;
   bool pdl_ = false;
-  int64_t norm_gemm_max_rows_ = 0;
+  int64_t norm_gemm_max_rows_ = 0, split_k_max_rows_ = 0;
+
+  static bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+  // Whether layer_norm_gemm_f16 takes LayerNorm(x) W^T: float16, K it supports, 16-byte aligned operands.
+  bool norm_gemm_fusable(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w) const {
+    const int64_t M = x.rows(), K = x.cols();
+    return f16() && ck::layer_norm_gemm_supports(K) && M <= norm_gemm_max_rows_ && M < (int64_t(1) << 20) &&
+           w.w.rank == 2 && w.w.row_stride() == K && aligned(w.w.data, 16) && x.row_stride() % 8 == 0 && aligned(x.data, 16) &&
+           aligned(n.gamma.data, 16) && aligned(n.beta.data, 16);
+  }
+
+  // The kernel's parameters for y = act(LayerNorm(x) W^T + b), shapes checked (no pre-norm, no masking).
+  ck::LayerNormGemmParams norm_gemm_params(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w,
+                                           Activation act, const Tensor& y, const char* op) {
+    const int64_t M = x.rows(), K = x.cols(), N = w.w.dim(0);
+    WENET_CHECK(w.w.dim(1) == K && y.rows() == M && y.cols() == N,
+                "{}: expected x [{}, K], W [N, K], y [{}, N] with K = {}, N = {}; got W [{}, {}], y [{}, {}]", op, M,
+                M, K, N, w.w.dim(0), w.w.dim(1), y.rows(), y.cols());
+    WENET_CHECK(n.gamma.numel() == K && n.beta.numel() == K, "{}: norm weights of {} / {}, expected {}", op,
+                n.gamma.numel(), n.beta.numel(), K);
+    for (const Tensor* t : {&x, &y, &w.w, &n.gamma, &n.beta}) expect_act(*t, op, "operand");
+    if (w.b.data) expect_act(w.b, op, "bias");
+    ck::LayerNormGemmParams p{};
+    p.x = x.data;
+    p.ldx = x.row_stride();
+    p.gamma = n.gamma.data;
+    p.beta = n.beta.data;
+    p.T = x.rank >= 3 ? x.dim(-2) : M;
+    p.w = w.w.data;
+    p.bias = w.b.data;
+    p.y = y.data;
+    p.ldy = y.row_stride();
+    p.M = M;
+    p.N = N;
+    p.K = int(K);
+    p.act = to_kernel_act(act);
+    return p;
+  }
   bool capturing_ = false;
   bool profiling_ = false;
   std::vector<cudaEvent_t> events_;
@@ -734,6 +808,7 @@ class CudaBackend final : public Backend {
   bool own_stream_ = false;
   std::unique_ptr<DeviceArena> arena_;
   DeviceBuffer gemm_workspace_;
+  DeviceBuffer split_k_partials_, split_k_counters_;  // split_k_gemm's (float16 only)
   std::unique_ptr<CublasLtGemm> gemm_;
   std::vector<DeviceBuffer> weights_;
   DeviceBuffer staging_;

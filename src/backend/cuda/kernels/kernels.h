@@ -36,6 +36,9 @@ void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ld
 // x [M, K], gamma, beta and W [N, K] (contiguous) 16-byte aligned, x's row stride a multiple of 8;
 // bias [N] or null; y [M, N]. Rows with (row % T) >= zero_lens[row / T] are normalized to zeros
 // (as layer_norm_zero_padded_rows). K must pass layer_norm_gemm_supports (256 or 512).
+// With pre_gamma / pre_beta, x first goes through that LayerNorm (rounded to half, as a separate
+// kernel would store it), which is also written to x_out [M, K] (not aliasing x; row stride
+// ld_x_out, a multiple of 8); zero_lens must then be null.
 bool layer_norm_gemm_supports(int64_t K);
 struct LayerNormGemmParams {
   const void *x, *gamma, *beta, *w, *bias;
@@ -46,8 +49,33 @@ struct LayerNormGemmParams {
   int64_t ldy, M, N;
   int K;
   Act act;
+  const void *pre_gamma, *pre_beta;
+  void* x_out;
+  int64_t ld_x_out;
 };
 void layer_norm_gemm_f16(const LayerNormGemmParams& p, KernelStream stream);
+
+// y = act(x W^T + b) (+ residual) in float16 for few rows (split_k_gemm.cu): blocks of 16 rows x 64
+// columns x kSplitKSlice of K; with K > kSplitKSlice the blocks of a tile leave FP32 partials in
+// `partials` (split_k_gemm_workspace_floats) and the last one to finish, counted in
+// counters[tile] (split_k_gemm_tiles of them, zero before the first launch and after each),
+// reduces them. K a multiple of kSplitKSlice; x and W 16-byte aligned with row strides a multiple
+// of 8; bias [N] and residual [M, N] (may alias y) or null. Launches on one stream only: the
+// workspace is shared by consecutive launches, not concurrent ones.
+constexpr int kSplitKSlice = 256;
+struct SplitKGemmParams {
+  const void *x, *w, *bias, *residual;
+  int64_t ldx, ldw, ldr;
+  void* y;
+  int64_t ldy, M, N;
+  int K;
+  Act act;
+  float* partials;
+  unsigned* counters;
+};
+int64_t split_k_gemm_workspace_floats(int64_t M, int64_t N, int64_t K);
+int64_t split_k_gemm_tiles(int64_t M, int64_t N);
+void split_k_gemm_f16(const SplitKGemmParams& p, KernelStream stream);
 
 // y[m, f] = (x[m, f] - mean[f]) * istd[f]; x, mean, istd float32.
 void cmvn(const float* x, int64_t ldx, const float* mean, const float* istd, void* y, int64_t ldy, int64_t rows,

@@ -2,10 +2,16 @@
 // At the small row counts of streaming-size batches a GEMM is launch- and latency-bound, so the
 // LayerNorm kernel before it (and a swish kernel after it) cost as much as the GEMM itself. Here
 // a block copies its 16 rows of x and a 64-row weight tile into shared memory with cp.async (every
-// load in flight at once), normalizes the rows in place (FP32 statistics, as
-// layer_norm_zero_padded_rows.cu), and multiplies on mma.sync over the whole K (<= 512, no K loop
-// through global memory). Every block re-normalizes its rows: cheap for few rows, which is the
-// only case the backend sends here.
+// load in flight at once; the weights before the PDL wait, see launch.cuh), normalizes the rows in
+// place (FP32 statistics, as layer_norm_zero_padded_rows.cu), and multiplies on mma.sync over the
+// whole K (<= 512, no K loop through global memory). Every block re-normalizes its rows: cheap for
+// few rows, which is the only case the backend sends here. (A 64 x 128 tile for many rows was
+// slower than LayerNorm + cuBLASLt + swish on the H200: 1.47 against 1.21 ms for the encoder at
+// 16 x 256 frames, 1.9 against 0.96 ms for the decoder at batch 16; whole-K tiles that small
+// reload too much from L2.)
+//
+// Optionally a LayerNorm before that one (a conformer block's norm_final, whose output is both the
+// residual stream and the next block's input): the blocks of column tile 0 write its result out.
 #include <atomic>
 
 #include "backend/cuda/kernels/common.cuh"
@@ -15,43 +21,88 @@
 namespace wenet_rt::cuda_kernels {
 namespace {
 
-constexpr int kBM = 16, kBN = 64, kThreads = 128;  // 4 warps, each 16 rows x 16 columns
+// A block: 16 rows x 64 columns, 4 warps each 16 x 16.
+struct Tile {
+  static constexpr int BM = 16, BN = 64, WM = 16, WN = 16;
+  static constexpr int kWarpsN = BN / WN, kWarps = (BM / WM) * kWarpsN, kThreads = kWarps * 32;
+};
 
 template <int K>
 constexpr size_t smem_bytes() {
-  return size_t(kBM + kBN) * (K + 8) * sizeof(__half);
+  return size_t(Tile::BM + Tile::BN) * (K + 8) * sizeof(__half);
+}
+
+// v (a row of K values, 8 per lane and 16-byte vector) := LayerNorm(v) * gamma + beta, rounded to half.
+template <int kVecs>
+__device__ __forceinline__ void normalize_row(float (&v)[kVecs][8], const void* gamma, const void* beta, int lane) {
+  constexpr float kInvK = 1.f / float(kVecs * 256);
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum += v[j][e];
+  const float mean = warp_sum(sum) * kInvK;
+  float sq = 0.f;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sq += (v[j][e] - mean) * (v[j][e] - mean);
+  const float inv = rsqrtf(warp_sum(sq) * kInvK + 1e-5f);
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const uint4 gv = static_cast<const uint4*>(gamma)[lane + 32 * j];
+    const uint4 bv = static_cast<const uint4*>(beta)[lane + 32 * j];
+    const __half* g = reinterpret_cast<const __half*>(&gv);
+    const __half* b = reinterpret_cast<const __half*>(&bv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      v[j][e] = __half2float(__float2half_rn((v[j][e] - mean) * inv * __half2float(g[e]) + __half2float(b[e])));
+  }
+}
+
+template <int kVecs>
+__device__ __forceinline__ void store_row(const float (&v)[kVecs][8], __half* row, int lane) {
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    uint4 out;
+    __half* o = reinterpret_cast<__half*>(&out);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[e] = __float2half_rn(v[j][e]);
+    reinterpret_cast<uint4*>(row)[lane + 32 * j] = out;
+  }
 }
 
 template <int K>
-__global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemmParams p) {
-  pdl_wait_and_trigger();
+__global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNormGemmParams p) {
   static_assert(K % 256 == 0, "a row is a whole number of 16-byte vectors per lane");
   constexpr int LDS = K + 8;  // (K + 8) / 8 is odd: ldmatrix rows hit distinct banks
   constexpr int kChunks = K / 8, kVecs = K / 256;
   extern __shared__ __align__(16) unsigned char smem[];
   __half* As = reinterpret_cast<__half*>(smem);
-  __half* Ws = As + kBM * LDS;
-  const int64_t m0 = int64_t(blockIdx.y) * kBM;
-  const int n0 = int(blockIdx.x) * kBN;
+  __half* Ws = As + Tile::BM * LDS;
+  const int64_t m0 = int64_t(blockIdx.y) * Tile::BM;
+  const int n0 = int(blockIdx.x) * Tile::BN;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
-  const auto live = [&](int r) {  // rows past M and masked frames are zeros
-    const int64_t m = m0 + r;
-    return m < p.M && !(p.zero_lens && (m % p.T) >= p.zero_lens[m / p.T]);
-  };
 
-  // 1. The weight tile and the raw rows of x, all in flight at once.
+  // 1. The weight tile (no kernel writes weights: fetched before the wait, while the previous
+  //    kernel may still run), then the raw rows of x; all in flight at once.
   const __half* w = static_cast<const __half*>(p.w);
-  const __half* x = static_cast<const __half*>(p.x);
 #pragma unroll
-  for (int i = 0; i < kBN * kChunks / kThreads; ++i) {
-    const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
+  for (int i = 0; i < Tile::BN * kChunks / Tile::kThreads; ++i) {
+    const int e = tid + i * Tile::kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = Ws + r * LDS + c;
     if (n0 + r < p.N) cp_async_16(dst, w + int64_t(n0 + r) * K + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
+  pdl_wait_and_trigger();
+  const auto live = [&](int r) {  // rows past M and masked frames are zeros
+    const int64_t m = m0 + r;
+    return m < p.M && !(p.zero_lens && (m % p.T) >= p.zero_lens[m / p.T]);
+  };
+  const __half* x = static_cast<const __half*>(p.x);
 #pragma unroll
-  for (int i = 0; i < kBM * kChunks / kThreads; ++i) {
-    const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
+  for (int i = 0; i < Tile::BM * kChunks / Tile::kThreads; ++i) {
+    const int e = tid + i * Tile::kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = As + r * LDS + c;
     if (live(r)) cp_async_16(dst, x + (m0 + r) * p.ldx + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
@@ -60,51 +111,45 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
   __syncthreads();
 
   // 2. Normalize the live rows in place: a warp per row, 8 values per lane and 16-byte vector.
-  for (int r = warp; r < kBM; r += kThreads / 32) {
+  for (int r = warp; r < Tile::BM; r += Tile::kWarps) {
     if (!live(r)) continue;
-    uint4* row = reinterpret_cast<uint4*>(As + r * LDS);
+    __half* row = As + r * LDS;
     float v[kVecs][8];
-    float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
-      const uint4 raw = row[lane + 32 * j];
+      const uint4 raw = reinterpret_cast<const uint4*>(row)[lane + 32 * j];
       const __half* h = reinterpret_cast<const __half*>(&raw);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) sum += v[j][e] = __half2float(h[e]);
+      for (int e = 0; e < 8; ++e) v[j][e] = __half2float(h[e]);
     }
-    const float mean = warp_sum(sum) * (1.f / K);
-    float sq = 0.f;
-#pragma unroll
-    for (int j = 0; j < kVecs; ++j)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) sq += (v[j][e] - mean) * (v[j][e] - mean);
-    const float inv = rsqrtf(warp_sum(sq) * (1.f / K) + 1e-5f);
-#pragma unroll
-    for (int j = 0; j < kVecs; ++j) {
-      const uint4 gv = static_cast<const uint4*>(p.gamma)[lane + 32 * j];
-      const uint4 bv = static_cast<const uint4*>(p.beta)[lane + 32 * j];
-      const __half* g = reinterpret_cast<const __half*>(&gv);
-      const __half* b = reinterpret_cast<const __half*>(&bv);
-      uint4 out;
-      __half* o = reinterpret_cast<__half*>(&out);
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        o[e] = __float2half_rn((v[j][e] - mean) * inv * __half2float(g[e]) + __half2float(b[e]));
-      row[lane + 32 * j] = out;
+    if (p.pre_gamma) {
+      normalize_row(v, p.pre_gamma, p.pre_beta, lane);
+      if (blockIdx.x == 0) store_row(v, static_cast<__half*>(p.x_out) + (m0 + r) * p.ld_x_out, lane);
     }
+    normalize_row(v, p.gamma, p.beta, lane);
+    store_row(v, row, lane);
   }
   __syncthreads();
 
-  // 3. Tensor cores: warp w owns columns n0 + 16w .. +16 (two n8 tiles) of all 16 rows.
-  const int wn = warp * 16;
-  float acc[2][4] = {};
+  // 3. Tensor cores: each warp a WM x WN tile over the whole K.
+  constexpr int MT = Tile::WM / 16, NT = Tile::WN / 8;
+  const int wm = (warp / Tile::kWarpsN) * Tile::WM, wn = (warp % Tile::kWarpsN) * Tile::WN;
+  float acc[MT][NT][4] = {};
 #pragma unroll
   for (int k = 0; k < K; k += 16) {
-    uint32_t a[4], b[4];
-    ldmatrix_x4(a, As + (lane % 16) * LDS + k + (lane / 16) * 8);
-    ldmatrix_x4(b, Ws + (wn + lane % 8 + (lane / 16) * 8) * LDS + k + ((lane / 8) % 2) * 8);
-    mma_16816(acc[0], a, b[0], b[1]);
-    mma_16816(acc[1], a, b[2], b[3]);
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) ldmatrix_x4(a[mi], As + (wm + mi * 16 + lane % 16) * LDS + k + (lane / 16) * 8);
+#pragma unroll
+    for (int nj = 0; nj < Tile::WN / 16; ++nj) {
+      uint32_t b[4];
+      ldmatrix_x4(b, Ws + (wn + nj * 16 + lane % 8 + (lane / 16) * 8) * LDS + k + ((lane / 8) % 2) * 8);
+#pragma unroll
+      for (int mi = 0; mi < MT; ++mi) {
+        mma_16816(acc[mi][2 * nj], a[mi], b[0], b[1]);
+        mma_16816(acc[mi][2 * nj + 1], a[mi], b[2], b[3]);
+      }
+    }
   }
 
   // 4. Bias, activation, store (pairs of columns when y's rows allow 4-byte stores).
@@ -113,23 +158,26 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
   const bool pair_stores = p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0;
   const int g = lane / 4, t4 = lane % 4, act = int(p.act);
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
+  for (int nt = 0; nt < NT; ++nt) {
     const int col = n0 + wn + nt * 8 + 2 * t4;
     const float b0 = bias && col < p.N ? __half2float(bias[col]) : 0.f;
     const float b1 = bias && col + 1 < p.N ? __half2float(bias[col + 1]) : 0.f;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + g + h * 8;
-      if (row >= p.M || col >= p.N) continue;
-      const float v0 = apply_act(acc[nt][2 * h] + b0, act), v1 = apply_act(acc[nt][2 * h + 1] + b1, act);
-      __half* out = y + row * p.ldy + col;
-      if (pair_stores && col + 1 < p.N) {
-        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-      } else {
-        out[0] = __float2half_rn(v0);
-        if (col + 1 < p.N) out[1] = __float2half_rn(v1);
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = m0 + wm + mi * 16 + g + h * 8;
+        if (row >= p.M || col >= p.N) continue;
+        const float v0 = apply_act(acc[mi][nt][2 * h] + b0, act);
+        const float v1 = apply_act(acc[mi][nt][2 * h + 1] + b1, act);
+        __half* out = y + row * p.ldy + col;
+        if (pair_stores && col + 1 < p.N) {
+          *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+        } else {
+          out[0] = __float2half_rn(v0);
+          if (col + 1 < p.N) out[1] = __float2half_rn(v1);
+        }
       }
-    }
   }
 }
 
@@ -145,8 +193,8 @@ void launch(const LayerNormGemmParams& p, KernelStream stream) {
       return;  // the error stays pending for the caller's cudaGetLastError()
     opted_in[device] = true;
   }
-  const dim3 grid(unsigned((p.N + kBN - 1) / kBN), unsigned((p.M + kBM - 1) / kBM));
-  launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, kThreads, smem, p);
+  const dim3 grid(unsigned((p.N + Tile::BN - 1) / Tile::BN), unsigned((p.M + Tile::BM - 1) / Tile::BM));
+  launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, Tile::kThreads, smem, p);
 }
 
 }  // namespace
