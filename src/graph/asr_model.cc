@@ -175,7 +175,8 @@ AsrModel::AsrModel(const ModelDir& model, Backend& backend)
     e.convs.push_back({p.tensor(c + ".weight"), p.tensor(c + ".bias")});
     e.conv_strides.push_back(ec.input_layer == Subsampling::kConv2d6 && i == 1 ? 3 : 2);
   }
-  e.embed_out = p.linear(ec.input_layer == Subsampling::kConv2d4 ? "encoder.embed.out.0" : "encoder.embed.linear");
+  e.embed_out = p.linear(ec.input_layer == Subsampling::kConv2d4 ? "encoder.embed.out.0" : "encoder.embed.linear",
+                         std::sqrt(float(d)));  // the embedding's x * sqrt(d)
   e.pe = p.positions("encoder.embed.pos_enc.pe", d);
   e.pe_rows = int(e.pe.dim(0));
   e.after_norm = p.norm("encoder.after_norm");
@@ -312,7 +313,7 @@ int AsrModel::subsampled_length(int frames) const {
   return 0;
 }
 
-Tensor subsample_features(const AsrModel& model, const Tensor& feats) {
+void subsample_features(const AsrModel& model, const Tensor& feats, const Tensor& out, const Tensor* residual) {
   const AsrModel::Encoder& e = model.encoder_weights();
   Backend& be = model.backend();
   const DType dt = be.act_dtype();
@@ -329,9 +330,9 @@ Tensor subsample_features(const AsrModel& model, const Tensor& feats) {
   WENET_CHECK(x.dim(2) == T, "subsampling produced {} frames, expected {}", x.dim(2), T);
   Tensor flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
   be.transpose_ct(x, flat);
-  Tensor h = be.alloc({batch, T, d}, dt);
-  be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, nullptr, h);
-  return h;
+  WENET_CHECK(out.numel() == int64_t(batch) * T * d, "subsampling: an output of {} values, expected {} x {} x {}",
+              out.numel(), batch, T, d);
+  be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, residual, out);
 }
 
 void ResidualStream::norm_linear(const LayerNormWeights& norm, const LinearWeights& w, Activation act, const Tensor& y,
@@ -421,10 +422,14 @@ EncoderOutput AsrModel::encode_into(const Tensor& x_in, const int* lens, const T
 
   const std::string key = graph_key("enc", {batch, frames}, {&x_in, &r.lens, &r.out});
   be.run_cached(key, [&] {
-    const Tensor h = subsample_features(*this, x_in);
     const bool rel = ec.pos_enc == PosEncType::kRelPos;
-    Tensor pe = e.pe.view({e.pe_rows, d});
-    be.scale_add_pos(h, std::sqrt(float(d)), rel ? nullptr : &pe, r.out);
+    if (rel) {  // positions enter in the attention
+      subsample_features(*this, x_in, r.out);
+    } else {
+      const Tensor h = be.alloc({batch, T, d}, dt), pe = e.pe.view({e.pe_rows, d});
+      subsample_features(*this, x_in, h);
+      be.scale_add_pos(h, 1.f, &pe, r.out);
+    }
 
     ResidualStream xs(be, r.out, be.alloc({batch, T, d}, dt));
     Tensor qkv = be.alloc({batch, T, 3 * d}, dt);

@@ -54,9 +54,11 @@ class ResidualStream {
   const LayerNormWeights* pending_ = nullptr;
 };
 
-// The input layer up to (not including) the x * sqrt(d) + position step: CMVN, the Conv2d + ReLU
-// stack over [B, 1, T, F], frames flattened and projected. feats: float32 [B, T, F] in backend
-// memory; returns [B, T', d] in the arena, T' = model.subsampled_length(T).
-Tensor subsample_features(const AsrModel& model, const Tensor& feats);
+// The input layer up to (not including) adding absolute positions: CMVN, the Conv2d + ReLU stack
+// over [B, 1, T, F], frames flattened, projected and scaled by sqrt(d) (folded into the
+// projection's weights at load). feats: float32 [B, T, F] in backend memory; writes [B, T', d]
+// into out (plus residual, the same shape, when given), T' = model.subsampled_length(T).
+void subsample_features(const AsrModel& model, const Tensor& feats, const Tensor& out,
+                        const Tensor* residual = nullptr);
 
 }  // namespace wenet_rt

@@ -239,15 +239,13 @@ EncoderOutput StreamingEncoder::encode_chunks(const Tensor& windows, const int* 
   be.run_cached(key, [&] {
     // Input layer; abs_pos adds each item's positions (rows offset_b.. of the table, gathered as
     // from a ring of one slot), rel_pos leaves them to the attention.
-    const Tensor h = subsample_features(model_, windows);
     if (ec.pos_enc == PosEncType::kRelPos) {
-      be.scale_add_pos(h, std::sqrt(float(d)), nullptr, r.out);
+      subsample_features(model_, windows, r.out);
     } else {
       const Tensor table = e.pe.view({e.pe_rows, d});
       Tensor pos = be.alloc({B, T, d}, dt);
       be.ring_read(table, field(kZero), offset_t, e.pe_rows, rows_of(table, 0, 1), pos);
-      const Tensor rows_pos = pos.view({B * T, d});
-      be.scale_add_pos(h.view({B * T, d}), std::sqrt(float(d)), &rows_pos, r.out.view({B * T, d}));
+      subsample_features(model_, windows, r.out, &pos);
     }
 
     ResidualStream xs(be, r.out, be.alloc({B, T, d}, dt));
