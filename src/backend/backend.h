@@ -189,7 +189,10 @@ class Backend {
                           const Tensor* zero_lens = nullptr) = 0;
   // y = (x - mean) * istd per column (x [M, F] float32 features; y in act dtype).
   virtual void cmvn(const Tensor& x, const Tensor& mean, const Tensor& istd, const Tensor& y) = 0;
-  // 2-D convolution, no padding, NCHW: x [B, C, H, W], w [O, C, kh, kw], y [B, O, H', W'], optional ReLU.
+  // 2-D convolution, no padding, optional ReLU, in the backend's layout: NCHW (x [B, C, H, W],
+  // w [O, C, kh, kw], y [B, O, H', W']) or, where conv_channels_last(), NHWC (x [B, H, W, C],
+  // w [O, kh, kw, C], y [B, H', W', O]). The graph packs the weights to match.
+  virtual bool conv_channels_last() const { return false; }
   virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu,
                       const Tensor& y) = 0;
   // [B, C, T, F] -> [B, T, C, F] (flattening conv-subsampling output into frames).

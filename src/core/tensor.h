@@ -78,6 +78,25 @@ class HostTensor {
   std::vector<std::byte> bytes_;
 };
 
+// out[i0, i1, i2, i3] = t[i_axes[0], ...]: a float32 rank-4 tensor with its axes reordered
+// (out.shape[k] = t.shape[axes[k]]), e.g. {0, 2, 3, 1} turns NCHW into NHWC.
+inline HostTensor permuted(const HostTensor& t, std::array<int, 4> axes) {
+  WENET_CHECK(t.dtype() == DType::kF32 && t.shape().size() == 4, "permuted: expected a float32 rank-4 tensor, got {}",
+              shape_str(t.shape()));
+  const Shape& s = t.shape();
+  std::array<int64_t, 4> stride{s[1] * s[2] * s[3], s[2] * s[3], s[3], 1}, os, ostride;
+  for (size_t k = 0; k < 4; ++k) os[k] = s[size_t(axes[k])], ostride[k] = stride[size_t(axes[k])];
+  HostTensor out(DType::kF32, {os[0], os[1], os[2], os[3]});
+  const float* in = t.data<float>();
+  float* o = out.data<float>();
+  for (int64_t a = 0; a < os[0]; ++a)
+    for (int64_t b = 0; b < os[1]; ++b)
+      for (int64_t c = 0; c < os[2]; ++c)
+        for (int64_t d = 0; d < os[3]; ++d)
+          *o++ = in[a * ostride[0] + b * ostride[1] + c * ostride[2] + d * ostride[3]];
+  return out;
+}
+
 // Non-owning view; rank <= 4; contiguous row-major unless `ld` (leading-dimension, in elements,
 // of the last axis' rows) says otherwise: rows of a 2-D view may be strided, e.g. the Q slice of
 // a fused QKV output.

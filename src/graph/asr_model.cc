@@ -57,17 +57,30 @@ class Packer {
   Tensor tensor(const std::string& name) { return tensor(host(name)); }
 
   LinearWeights linear(const std::string& prefix, float scale = 1.f, bool bias = true) {
-    LinearWeights l;
+    return linear_of(host(prefix + ".weight"), prefix, scale, bias);
+  }
+
+  // A Conv2d weight ([O, C, kh, kw] in the checkpoint) in the backend's conv layout.
+  Tensor conv_weight(const std::string& name) {
+    const HostTensor& w = host(name);
+    WENET_CHECK(w.shape().size() == 4, "{}: '{}' has shape {}, expected [O, C, kh, kw]", m_.path, name,
+                shape_str(w.shape()));
+    return tensor(be_.conv_channels_last() ? permuted(w, {0, 2, 3, 1}) : w);
+  }
+
+  // The subsampling's output projection. WeNet flattens the last conv's output channel-major
+  // (input c * F + f); channels-last convolution yields it frequency-major (f * C + c), so for
+  // such a backend the weight's columns are reordered to match.
+  LinearWeights subsampling_projection(const std::string& prefix, int64_t channels, float scale) {
     HostTensor w = host(prefix + ".weight");
-    if (w.shape().size() == 3) w = w.reshaped({w.shape()[0], w.shape()[1]});  // 1x1 Conv1d
-    scale_inplace(w, scale);
-    l.w = tensor(w);
-    if (bias) {
-      HostTensor b = host(prefix + ".bias");
-      scale_inplace(b, scale);
-      l.b = tensor(b);
+    if (be_.conv_channels_last()) {
+      WENET_CHECK(w.shape().size() == 2 && channels > 0 && w.shape()[1] % channels == 0,
+                  "{}: '{}.weight' has shape {}, expected [d, {} conv channels x frequencies]", m_.path, prefix,
+                  shape_str(w.shape()), channels);
+      const int64_t N = w.shape()[0], F = w.shape()[1] / channels;
+      w = permuted(w.reshaped({N, channels, F, 1}), {0, 2, 1, 3}).reshaped({N, F * channels});
     }
-    return l;
+    return linear_of(std::move(w), prefix, scale, true);
   }
 
   // A vocabulary projection with its rows zero-padded to a multiple of 8: aligned output rows keep
@@ -116,6 +129,19 @@ class Packer {
   }
 
  private:
+  LinearWeights linear_of(HostTensor w, const std::string& prefix, float scale, bool bias) {
+    LinearWeights l;
+    if (w.shape().size() == 3) w = w.reshaped({w.shape()[0], w.shape()[1]});  // 1x1 Conv1d
+    scale_inplace(w, scale);
+    l.w = tensor(w);
+    if (bias) {
+      HostTensor b = host(prefix + ".bias");
+      scale_inplace(b, scale);
+      l.b = tensor(b);
+    }
+    return l;
+  }
+
   static void scale_inplace(HostTensor& t, float s) {
     if (s == 1.f) return;
     for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= s;
@@ -172,11 +198,12 @@ AsrModel::AsrModel(const ModelDir& model, Backend& backend)
   const int num_convs = ec.input_layer == Subsampling::kConv2d8 ? 3 : 2;
   for (int i = 0; i < num_convs; ++i) {
     const std::string c = "encoder.embed.conv." + std::to_string(2 * i);
-    e.convs.push_back({p.tensor(c + ".weight"), p.tensor(c + ".bias")});
+    e.convs.push_back({p.conv_weight(c + ".weight"), p.tensor(c + ".bias")});
     e.conv_strides.push_back(ec.input_layer == Subsampling::kConv2d6 && i == 1 ? 3 : 2);
   }
-  e.embed_out = p.linear(ec.input_layer == Subsampling::kConv2d4 ? "encoder.embed.out.0" : "encoder.embed.linear",
-                         std::sqrt(float(d)));  // the embedding's x * sqrt(d)
+  e.embed_out = p.subsampling_projection(
+      ec.input_layer == Subsampling::kConv2d4 ? "encoder.embed.out.0" : "encoder.embed.linear",
+      e.convs.back().w.dim(0), std::sqrt(float(d)));  // the embedding's x * sqrt(d)
   e.pe = p.positions("encoder.embed.pos_enc.pe", d);
   e.pe_rows = int(e.pe.dim(0));
   e.after_norm = p.norm("encoder.after_norm");
@@ -319,20 +346,30 @@ void subsample_features(const AsrModel& model, const Tensor& feats, const Tensor
   const DType dt = be.act_dtype();
   const int batch = int(feats.dim(0)), frames = int(feats.dim(1)), F = int(feats.cols());
   const int T = model.subsampled_length(frames), d = model.config().encoder.output_size;
+  // One input channel: the features are NCHW [B, 1, T, F] and NHWC [B, T, F, 1] alike.
+  const bool channels_last = be.conv_channels_last();
+  const int h_axis = channels_last ? 1 : 2, w_axis = h_axis + 1, c_axis = channels_last ? 3 : 1;
   Tensor x = be.alloc({batch, 1, frames, F}, dt);
   be.cmvn(feats, e.cmvn_mean, e.cmvn_istd, x);
+  if (channels_last) x = x.view({batch, frames, F, 1});
   for (size_t i = 0; i < e.convs.size(); ++i) {
-    const int s = e.conv_strides[i], k = int(e.convs[i].w.dim(2));
-    Tensor y = be.alloc({batch, e.convs[i].w.dim(0), (x.dim(2) - k) / s + 1, (x.dim(3) - k) / s + 1}, dt);
-    be.conv2d(x, e.convs[i].w, e.convs[i].b, s, true, y);
+    const Tensor& w = e.convs[i].w;
+    const int s = e.conv_strides[i], k = int(w.dim(h_axis));
+    const int64_t O = w.dim(0), Ho = (x.dim(h_axis) - k) / s + 1, Wo = (x.dim(w_axis) - k) / s + 1;
+    Tensor y = channels_last ? be.alloc({batch, Ho, Wo, O}, dt) : be.alloc({batch, O, Ho, Wo}, dt);
+    be.conv2d(x, w, e.convs[i].b, s, true, y);
     x = y;
   }
-  WENET_CHECK(x.dim(2) == T, "subsampling produced {} frames, expected {}", x.dim(2), T);
-  Tensor flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
-  be.transpose_ct(x, flat);
+  WENET_CHECK(x.dim(h_axis) == T, "subsampling produced {} frames, expected {}", x.dim(h_axis), T);
   WENET_CHECK(out.numel() == int64_t(batch) * T * d, "subsampling: an output of {} values, expected {} x {} x {}",
               out.numel(), batch, T, d);
-  be.linear(flat.view({batch, T, x.dim(1) * x.dim(3)}), e.embed_out, Activation::kNone, residual, out);
+  // Channels-last output rows are already frames (f, c); NCHW needs [B, C, T, F] -> [B, T, C, F].
+  Tensor flat = x;
+  if (!channels_last) {
+    flat = be.alloc({batch, T, x.dim(1), x.dim(3)}, dt);
+    be.transpose_ct(x, flat);
+  }
+  be.linear(flat.view({batch, T, x.dim(c_axis) * x.dim(w_axis)}), e.embed_out, Activation::kNone, residual, out);
 }
 
 void ResidualStream::norm_linear(const LayerNormWeights& norm, const LinearWeights& w, Activation act, const Tensor& y,

@@ -321,30 +321,53 @@ TEST_P(CudaOps, Cmvn) {
   expect_close(y, "cmvn");
 }
 
+// The CUDA backend convolves channels-last, the CPU one NCHW: the CPU's output, permuted, is the
+// reference for the GPU's, which reads the same inputs and weights permuted.
 TEST_P(CudaOps, Conv2dDirectAndGemm) {
+  ASSERT_TRUE(gpu_->conv_channels_last());
+  ASSERT_FALSE(cpu_->conv_channels_last());
+  const auto nhwc = [](const HostTensor& t) { return permuted(t, {0, 2, 3, 1}); };
+  // Scratch copies of an NCHW host tensor: as is on the CPU, channels-last on the GPU.
+  const auto both = [&](const HostTensor& h) {
+    const HostTensor g = nhwc(h);
+    Pair p{alloc_shape(*cpu_, h.shape(), DType::kF32), alloc_shape(*gpu_, g.shape(), dt_)};
+    cpu_->copy_in(h.raw(), p.c);
+    gpu_->copy_in(g.raw(), p.g);
+    return p;
+  };
   struct Case {
     int64_t B, C, H, W, O;
     int stride;
     bool relu;
   };
-  // C * 9 <= 32 takes the direct kernel; C = 5 / 16 / 32 / 40 (K = 45 ... 360) im2col + GEMM.
+  // C * 9 <= 32 takes the direct kernel (O = 12: a partial channel group) unless its weights
+  // outgrow shared memory (C = 1, O = 1240); C = 5 / 16 / 32 / 40 (K = 45 ... 360) im2col + GEMM,
+  // C = 1 and 5 by elements, the others by 16-byte vectors.
   for (const Case& c : {Case{2, 1, 31, 80, 32, 2, true}, Case{3, 16, 15, 39, 24, 2, true},
                         Case{1, 32, 13, 19, 32, 3, false}, Case{4, 1, 7, 9, 8, 2, false},
-                        Case{2, 3, 9, 11, 16, 1, true}, Case{2, 5, 12, 17, 40, 2, true},
-                        Case{2, 40, 11, 15, 24, 2, true}}) {
+                        Case{2, 3, 9, 11, 12, 1, true}, Case{2, 5, 12, 17, 40, 2, true},
+                        Case{2, 40, 11, 15, 24, 2, true}, Case{1, 1, 9, 11, 1240, 2, true}}) {
     const int64_t Ho = (c.H - 3) / c.stride + 1, Wo = (c.W - 3) / c.stride + 1;
-    Pair w = weight({c.O, c.C, 3, 3}, 1.f / std::sqrt(float(9 * c.C))), b = weight({c.O}, 0.5f);
-    Pair x = act({c.B, c.C, c.H, c.W});
-    Pair y = empty({c.B, c.O, Ho, Wo});
-    cpu_->conv2d(x.c, w.c, b.c, c.stride, c.relu, y.c);
-    gpu_->conv2d(x.g, w.g, b.g, c.stride, c.relu, y.g);
-    expect_close(y, "conv2d C" + std::to_string(c.C) + " stride " + std::to_string(c.stride));
+    const std::string what = "conv2d C" + std::to_string(c.C) + " O" + std::to_string(c.O) + " stride " +
+                             std::to_string(c.stride);
+    const HostTensor xh = random({c.B, c.C, c.H, c.W}), bh = random({c.O}, -0.5f, 0.5f);
+    const float ws = 1.f / std::sqrt(float(9 * c.C));
+    const HostTensor wh = random({c.O, c.C, 3, 3}, -ws, ws);
+    const Pair x = both(xh);
+    const auto check = [&](const Pair& w, const Pair& b, const std::string& label) {
+      Pair y = empty({c.B, c.O, Ho, Wo});
+      cpu_->conv2d(x.c, w.c, b.c, c.stride, c.relu, y.c);
+      HostTensor ref(DType::kF32, {c.B, c.O, Ho, Wo});
+      cpu_->copy_out(y.c, ref.data<float>());
+      Pair expected = act(nhwc(ref), /*f32=*/true);
+      Pair got{expected.c, alloc_shape(*gpu_, {c.B, Ho, Wo, c.O}, dt_)};
+      gpu_->conv2d(x.g, w.g, b.g, c.stride, c.relu, got.g);
+      expect_close(got, label);
+    };
+    check({cpu_->upload(wh, DType::kF32), gpu_->upload(nhwc(wh), dt_)}, weight(bh), what);
     // Weights in scratch memory rather than uploaded.
     if (c.C > 1) {
-      Pair ws = act(random({c.O, c.C, 3, 3}, -0.1f, 0.1f)), bs = act({c.O});
-      cpu_->conv2d(x.c, ws.c, bs.c, c.stride, c.relu, y.c);
-      gpu_->conv2d(x.g, ws.g, bs.g, c.stride, c.relu, y.g);
-      expect_close(y, "conv2d scratch weights C" + std::to_string(c.C));
+      check(both(wh), act(bh), what + " (scratch weights)");
     }
   }
 }

@@ -547,6 +547,7 @@ class CudaBackend final : public Backend {
     after_launch("cmvn");
   }
 
+  bool conv_channels_last() const override { return true; }  // im2col rows and GEMM output need no transposes
   void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) override;
 
   void transpose_ct(const Tensor& x, const Tensor& y) override {
@@ -823,30 +824,30 @@ class CudaBackend final : public Backend {
 void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) {
   begin_op("conv2d");
   WENET_CHECK(x.rank == 4 && w.rank == 4 && y.rank == 4, "conv2d: expected 4-D x, w and y");
-  const int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-  const int64_t O = w.dim(0), kh = w.dim(2), kw = w.dim(3), Ho = y.dim(2), Wo = y.dim(3);
-  WENET_CHECK(stride > 0 && w.dim(1) == C && y.dim(0) == B && y.dim(1) == O && b.numel() == O &&
+  const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
+  const int64_t O = w.dim(0), kh = w.dim(1), kw = w.dim(2), Ho = y.dim(1), Wo = y.dim(2);
+  WENET_CHECK(stride > 0 && w.dim(3) == C && y.dim(0) == B && y.dim(3) == O && b.numel() == O &&
                   Ho == (H - kh) / stride + 1 && Wo == (W - kw) / stride + 1 && H >= kh && W >= kw,
-              "conv2d: x [{}, {}, {}, {}], w [{}, {}, {}, {}], stride {} do not give y [{}, {}, {}, {}]", B, C, H, W, O,
-              w.dim(1), kh, kw, stride, y.dim(0), y.dim(1), Ho, Wo);
+              "conv2d: x [{}, {}, {}, {}], w [{}, {}, {}, {}], stride {} do not give y [{}, {}, {}, {}] (NHWC)", B, H,
+              W, C, O, kh, kw, w.dim(3), stride, y.dim(0), y.dim(1), y.dim(2), y.dim(3));
   for (const Tensor* t : {&x, &w, &b, &y}) {
     expect_act(*t, "conv2d", "operand");
     expect_contiguous(*t, "conv2d", "operand");
   }
   const int64_t K = C * kh * kw, P = Ho * Wo;
   if (B * O * P == 0) return;
-  if (K <= ck::kMaxDirectConvK) {  // e.g. the first subsampling conv (C = 1): direct
+  WENET_CHECK(B * P * kh < (int64_t(1) << 31), "conv2d: {} x {} output positions are more than the kernels index",
+              B, P);
+  if (K <= ck::kMaxDirectConvK && O * (K + 1) <= ck::kMaxDirectConvWeights) {  // e.g. the first conv (C = 1)
     ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu, f16(),
                          kernel_stream());
     after_launch("conv2d");
     return;
   }
-  // im2col (a row per output position) + one GEMM with bias / ReLU in the epilogue, into
-  // channels-last scratch ([B*P, O] row-major = O x B*P column-major), then back to NCHW.
-  const size_t es = dtype_size(dtype_);
+  // im2col (a row per output position) + one GEMM with bias / ReLU in the epilogue, whose
+  // output ([B*P, O] row-major = O x B*P column-major) is y itself.
   const int64_t ldc = round_up(K, 8);
-  void* col = arena_->alloc(size_t(B * P * ldc) * es, !capturing_);
-  void* nhwc = arena_->alloc(size_t(B * P * O) * es, !capturing_);
+  void* col = arena_->alloc(size_t(B * P * ldc) * dtype_size(dtype_), !capturing_);
   ck::im2col_rows(x.data, col, ldc, B, C, H, W, kh, kw, stride, Ho, Wo, f16(), kernel_stream());
   after_launch("conv2d (im2col)");
   GemmArgs g;
@@ -858,14 +859,12 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
   g.lda = K;
   g.b = col;
   g.ldb = ldc;
-  g.d = nhwc;
+  g.d = y.data;
   g.ldd = O;
   g.bias = b.data;
   g.relu = relu;
   WENET_CHECK(gemm_->run(g, stream_), "conv2d: cuBLASLt has no algorithm for O={} positions={} K={}", O, B * P, K);
   after_launch("conv2d (gemm)");
-  ck::transpose_middle_axes(nhwc, y.data, B, P, O, 1, f16(), kernel_stream());
-  after_launch("conv2d (to NCHW)");
 }
 
 // The fused float16 kernel where it applies (K <= 256); else cuBLASLt logits for a chunk of rows
