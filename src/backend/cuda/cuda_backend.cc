@@ -767,7 +767,7 @@ class CudaBackend final : public Backend {
   // Whether layer_norm_gemm_f16 takes LayerNorm(x) W^T: float16, K it supports, 16-byte aligned operands.
   bool norm_gemm_fusable(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w) const {
     const int64_t M = x.rows(), K = x.cols();
-    return f16() && ck::layer_norm_gemm_supports(K) && M <= norm_gemm_max_rows_ && M < (int64_t(1) << 20) &&
+    return f16() && ck::layer_norm_gemm_supports(K) && M <= norm_gemm_max_rows_ && M <= ck::kLayerNormGemmMaxRows &&
            w.w.rank == 2 && w.w.row_stride() == K && aligned(w.w.data, 16) && x.row_stride() % 8 == 0 &&
            aligned(x.data, 16) && aligned(n.gamma.data, 16) && aligned(n.beta.data, 16);
   }

@@ -38,8 +38,9 @@ void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ld
 // (as layer_norm_zero_padded_rows). K must pass layer_norm_gemm_supports (256 or 512).
 // With pre_gamma / pre_beta, x first goes through that LayerNorm (rounded to half, as a separate
 // kernel would store it), which is also written to x_out [M, K] (not aliasing x; row stride
-// ld_x_out, a multiple of 8); zero_lens must then be null.
+// ld_x_out, a multiple of 8); zero_lens must then be null. M <= kLayerNormGemmMaxRows.
 bool layer_norm_gemm_supports(int64_t K);
+constexpr int64_t kLayerNormGemmMaxRows = int64_t(65535) * 16;  // 16-row tiles along gridDim.y
 struct LayerNormGemmParams {
   const void *x, *gamma, *beta, *w, *bias;
   int64_t ldx;

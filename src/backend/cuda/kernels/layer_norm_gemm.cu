@@ -24,6 +24,7 @@ namespace {
 // A block: 16 rows x 64 columns, 4 warps each 16 x 16.
 struct Tile {
   static constexpr int BM = 16, BN = 64, WM = 16, WN = 16;
+  static_assert(kLayerNormGemmMaxRows == int64_t(65535) * BM, "the row limit counts BM-row tiles");
   static constexpr int kWarpsN = BN / WN, kWarps = (BM / WM) * kWarpsN, kThreads = kWarps * 32;
 };
 
