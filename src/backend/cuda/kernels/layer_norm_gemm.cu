@@ -21,16 +21,13 @@
 namespace wenet_rt::cuda_kernels {
 namespace {
 
-// A block: 16 rows x 64 columns, 4 warps each 16 x 16.
-struct Tile {
-  static constexpr int BM = 16, BN = 64, WM = 16, WN = 16;
-  static_assert(kLayerNormGemmMaxRows == int64_t(65535) * BM, "the row limit counts BM-row tiles");
-  static constexpr int kWarpsN = BN / WN, kWarps = (BM / WM) * kWarpsN, kThreads = kWarps * 32;
-};
+// A block: 16 rows x 64 columns; warp w computes columns [16 w, 16 w + 16) of all 16 rows.
+constexpr int kRows = 16, kCols = 64, kWarps = kCols / 16, kThreads = kWarps * 32;
+static_assert(kLayerNormGemmMaxRows == int64_t(65535) * kRows, "the row limit counts kRows-row tiles");
 
 template <int K>
 constexpr size_t smem_bytes() {
-  return size_t(Tile::BM + Tile::BN) * (K + 8) * sizeof(__half);
+  return size_t(kRows + kCols) * (K + 8) * sizeof(__half);
 }
 
 // v (a row of K values, 8 per lane and 16-byte vector) := LayerNorm(v) * gamma + beta, rounded to half.
@@ -74,23 +71,23 @@ __device__ __forceinline__ void store_row(const float (&v)[kVecs][8], __half* ro
 }
 
 template <int K>
-__global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNormGemmParams p) {
+__global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemmParams p) {
   static_assert(K % 256 == 0, "a row is a whole number of 16-byte vectors per lane");
   constexpr int LDS = K + 8;  // (K + 8) / 8 is odd: ldmatrix rows hit distinct banks
   constexpr int kChunks = K / 8, kVecs = K / 256;
   extern __shared__ __align__(16) unsigned char smem[];
   __half* As = reinterpret_cast<__half*>(smem);
-  __half* Ws = As + Tile::BM * LDS;
-  const int64_t m0 = int64_t(blockIdx.y) * Tile::BM;
-  const int n0 = int(blockIdx.x) * Tile::BN;
+  __half* Ws = As + kRows * LDS;
+  const int64_t m0 = int64_t(blockIdx.y) * kRows;
+  const int n0 = int(blockIdx.x) * kCols;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
 
   // 1. The weight tile (no kernel writes weights: fetched before the wait, while the previous
   //    kernel may still run), then the raw rows of x; all in flight at once.
   const __half* w = static_cast<const __half*>(p.w);
 #pragma unroll
-  for (int i = 0; i < Tile::BN * kChunks / Tile::kThreads; ++i) {
-    const int e = tid + i * Tile::kThreads, r = e / kChunks, c = (e % kChunks) * 8;
+  for (int i = 0; i < kCols * kChunks / kThreads; ++i) {
+    const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = Ws + r * LDS + c;
     if (n0 + r < p.N) cp_async_16(dst, w + int64_t(n0 + r) * K + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
@@ -102,8 +99,8 @@ __global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNo
   };
   const __half* x = static_cast<const __half*>(p.x);
 #pragma unroll
-  for (int i = 0; i < Tile::BM * kChunks / Tile::kThreads; ++i) {
-    const int e = tid + i * Tile::kThreads, r = e / kChunks, c = (e % kChunks) * 8;
+  for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
+    const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = As + r * LDS + c;
     if (live(r)) cp_async_16(dst, x + (m0 + r) * p.ldx + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
@@ -112,7 +109,7 @@ __global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNo
   __syncthreads();
 
   // 2. Normalize the live rows in place: a warp per row, 8 values per lane and 16-byte vector.
-  for (int r = warp; r < Tile::BM; r += Tile::kWarps) {
+  for (int r = warp; r < kRows; r += kWarps) {
     if (!live(r)) continue;
     __half* row = As + r * LDS;
     float v[kVecs][8];
@@ -132,25 +129,16 @@ __global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNo
   }
   __syncthreads();
 
-  // 3. Tensor cores: each warp a WM x WN tile over the whole K.
-  constexpr int MT = Tile::WM / 16, NT = Tile::WN / 8;
-  const int wm = (warp / Tile::kWarpsN) * Tile::WM, wn = (warp % Tile::kWarpsN) * Tile::WN;
-  float acc[MT][NT][4] = {};
+  // 3. Tensor cores: this warp's 16 x 16 tile over the whole K.
+  const int wn = warp * 16;
+  float acc[2][4] = {};
 #pragma unroll
   for (int k = 0; k < K; k += 16) {
-    uint32_t a[MT][4];
-#pragma unroll
-    for (int mi = 0; mi < MT; ++mi) ldmatrix_x4(a[mi], As + (wm + mi * 16 + lane % 16) * LDS + k + (lane / 16) * 8);
-#pragma unroll
-    for (int nj = 0; nj < Tile::WN / 16; ++nj) {
-      uint32_t b[4];
-      ldmatrix_x4(b, Ws + (wn + nj * 16 + lane % 8 + (lane / 16) * 8) * LDS + k + ((lane / 8) % 2) * 8);
-#pragma unroll
-      for (int mi = 0; mi < MT; ++mi) {
-        mma_16816(acc[mi][2 * nj], a[mi], b[0], b[1]);
-        mma_16816(acc[mi][2 * nj + 1], a[mi], b[2], b[3]);
-      }
-    }
+    uint32_t a[4], b[4];
+    ldmatrix_x4(a, As + (lane % 16) * LDS + k + (lane / 16) * 8);
+    ldmatrix_x4(b, Ws + (wn + lane % 8 + (lane / 16) * 8) * LDS + k + ((lane / 8) % 2) * 8);
+    mma_16816(acc[0], a, b[0], b[1]);
+    mma_16816(acc[1], a, b[2], b[3]);
   }
 
   // 4. Bias, activation, store (pairs of columns when y's rows allow 4-byte stores).
@@ -159,26 +147,24 @@ __global__ void __launch_bounds__(Tile::kThreads) layer_norm_gemm_kernel(LayerNo
   const bool pair_stores = p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0;
   const int g = lane / 4, t4 = lane % 4, act = int(p.act);
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
+  for (int nt = 0; nt < 2; ++nt) {
     const int col = n0 + wn + nt * 8 + 2 * t4;
     const float b0 = bias && col < p.N ? __half2float(bias[col]) : 0.f;
     const float b1 = bias && col + 1 < p.N ? __half2float(bias[col + 1]) : 0.f;
 #pragma unroll
-    for (int mi = 0; mi < MT; ++mi)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t row = m0 + wm + mi * 16 + g + h * 8;
-        if (row >= p.M || col >= p.N) continue;
-        const float v0 = apply_act(acc[mi][nt][2 * h] + b0, act);
-        const float v1 = apply_act(acc[mi][nt][2 * h + 1] + b1, act);
-        __half* out = y + row * p.ldy + col;
-        if (pair_stores && col + 1 < p.N) {
-          *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-        } else {
-          out[0] = __float2half_rn(v0);
-          if (col + 1 < p.N) out[1] = __float2half_rn(v1);
-        }
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = m0 + g + h * 8;
+      if (row >= p.M || col >= p.N) continue;
+      const float v0 = apply_act(acc[nt][2 * h] + b0, act);
+      const float v1 = apply_act(acc[nt][2 * h + 1] + b1, act);
+      __half* out = y + row * p.ldy + col;
+      if (pair_stores && col + 1 < p.N) {
+        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+      } else {
+        out[0] = __float2half_rn(v0);
+        if (col + 1 < p.N) out[1] = __float2half_rn(v1);
       }
+    }
   }
 }
 
@@ -194,8 +180,8 @@ void launch(const LayerNormGemmParams& p, KernelStream stream) {
       return;  // the error stays pending for the caller's cudaGetLastError()
     opted_in[device] = true;
   }
-  const dim3 grid(unsigned((p.N + Tile::BN - 1) / Tile::BN), unsigned((p.M + Tile::BM - 1) / Tile::BM));
-  launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, Tile::kThreads, smem, p);
+  const dim3 grid(unsigned((p.N + kCols - 1) / kCols), unsigned((p.M + kRows - 1) / kRows));
+  launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, kThreads, smem, p);
 }
 
 }  // namespace
