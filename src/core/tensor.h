@@ -78,8 +78,8 @@ class HostTensor {
   std::vector<std::byte> bytes_;
 };
 
-// out[i0, i1, i2, i3] = t[i_axes[0], ...]: a float32 rank-4 tensor with its axes reordered
-// (out.shape[k] = t.shape[axes[k]]), e.g. {0, 2, 3, 1} turns NCHW into NHWC.
+// A float32 rank-4 tensor with its axes reordered: out.shape[k] = t.shape[axes[k]], and
+// out[i0, i1, i2, i3] = t[j] where j[axes[k]] = ik; e.g. {0, 2, 3, 1} turns NCHW into NHWC.
 inline HostTensor permuted(const HostTensor& t, std::array<int, 4> axes) {
   WENET_CHECK(t.dtype() == DType::kF32 && t.shape().size() == 4, "permuted: expected a float32 rank-4 tensor, got {}",
               shape_str(t.shape()));

@@ -354,7 +354,7 @@ void subsample_features(const AsrModel& model, const Tensor& feats, const Tensor
   if (channels_last) x = x.view({batch, frames, F, 1});
   for (size_t i = 0; i < e.convs.size(); ++i) {
     const Tensor& w = e.convs[i].w;
-    const int s = e.conv_strides[i], k = int(w.dim(h_axis));
+    const int s = e.conv_strides[i], k = int(w.dim(h_axis));  // w's kh axis: x's H axis in either layout
     const int64_t O = w.dim(0), Ho = (x.dim(h_axis) - k) / s + 1, Wo = (x.dim(w_axis) - k) / s + 1;
     Tensor y = channels_last ? be.alloc({batch, Ho, Wo, O}, dt) : be.alloc({batch, O, Ho, Wo}, dt);
     be.conv2d(x, w, e.convs[i].b, s, true, y);
