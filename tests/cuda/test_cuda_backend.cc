@@ -340,13 +340,14 @@ TEST_P(CudaOps, Conv2dDirectAndGemm) {
     int stride;
     bool relu;
   };
-  // C * 9 <= 32 takes the direct kernel (O = 12: a partial channel group) unless its weights
-  // outgrow shared memory (C = 1, O = 1240); C = 5 / 16 / 32 / 40 (K = 45 ... 360) im2col + GEMM,
-  // C = 1 and 5 by elements, the others by 16-byte vectors.
+  // Float16 with C * 9 <= 32 and O % 8 == 0 takes the direct tensor-core kernel (C = 1: one
+  // k-step; C = 3, O = 16: two; O = 1240: ten channel chunks, the last partial); the rest and all
+  // of float32 im2col + GEMM, C = 1 / 3 / 5 by elements, the others by 16-byte vectors.
   for (const Case& c : {Case{2, 1, 31, 80, 32, 2, true}, Case{3, 16, 15, 39, 24, 2, true},
                         Case{1, 32, 13, 19, 32, 3, false}, Case{4, 1, 7, 9, 8, 2, false},
                         Case{2, 3, 9, 11, 12, 1, true}, Case{2, 5, 12, 17, 40, 2, true},
-                        Case{2, 40, 11, 15, 24, 2, true}, Case{1, 1, 9, 11, 1240, 2, true}}) {
+                        Case{2, 40, 11, 15, 24, 2, true}, Case{1, 1, 9, 11, 1240, 2, true},
+                        Case{2, 3, 10, 13, 16, 2, true}}) {
     const int64_t Ho = (c.H - 3) / c.stride + 1, Wo = (c.W - 3) / c.stride + 1;
     const std::string what = "conv2d C" + std::to_string(c.C) + " O" + std::to_string(c.O) + " stride " +
                              std::to_string(c.stride);

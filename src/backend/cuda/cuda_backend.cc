@@ -838,8 +838,10 @@ void CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int 
   if (B * O * P == 0) return;
   WENET_CHECK(B * P * kh < (int64_t(1) << 31), "conv2d: {} x {} output positions are more than the kernels index",
               B, P);
-  if (K <= ck::kMaxDirectConvK && O * (K + 1) <= ck::kMaxDirectConvWeights) {  // e.g. the first conv (C = 1)
-    ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu, f16(),
+  // Float16 small patches (the first subsampling conv, C = 1): direct, on tensor cores. Float32
+  // keeps FP32 arithmetic through im2col + GEMM.
+  if (f16() && ck::conv2d_bias_relu_supports(K, O) && aligned(y.data, 4) && aligned(w.data, 2)) {
+    ck::conv2d_bias_relu(x.data, w.data, b.data, y.data, B, C, H, W, O, kh, kw, stride, Ho, Wo, relu,
                          kernel_stream());
     after_launch("conv2d");
     return;

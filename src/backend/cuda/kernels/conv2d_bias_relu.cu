@@ -1,81 +1,91 @@
-// Direct channels-last convolution + bias + ReLU for small C * kh * kw (the subsampling's first
-// conv: C = 1, 3x3), where a GEMM would be all overhead. threadIdx.x picks kChannels consecutive
-// output channels, whose weights stay in registers while the thread walks positions (blocks over
-// output rows, threadIdx.y along a row, kPositions at a time); a position's threads share its
-// patch loads (broadcast) and store its channels contiguously, 16 bytes each where whole.
+// Direct channels-last convolution + bias + ReLU on tensor cores for small patches (K = C * kh * kw
+// <= 32; the subsampling's first conv: C = 1, 3 x 3), where an im2col buffer and a GEMM would be
+// all overhead. A warp takes 16 output positions as the rows of an m16n8k16 A fragment, gathered
+// straight from x (each lane its 2 positions x 4 patch entries), and multiplies them by the
+// weights of 128 output channels (blockIdx.y), which stay in registers as B fragments for the
+// whole kernel: 16 MMAs per k-step and 16 positions, FP32 accumulation, bias and ReLU on the
+// accumulators. A scalar version with its weights in registers was instruction-bound (59 us at
+// 16 x 256 frames on the H200 for 40 MB of output).
 #include "backend/cuda/kernels/common.cuh"
 #include "backend/cuda/kernels/kernels.h"
+#include "backend/cuda/kernels/mma.cuh"
 
 namespace wenet_rt::cuda_kernels {
 namespace {
 
-// kPositions positions a step, all their patch loads issued before any math; kChannels output
-// channels a thread, whose kChannels * kMaxK weights live in registers.
-template <int kMaxK>
-constexpr int kPositionsFor = kMaxK <= 9 ? 2 : 1;
-template <int kMaxK>
-constexpr int kChannelsFor = kMaxK <= 9 ? 8 : 2;
+constexpr int kThreads = 128, kWarps = kThreads / 32, kCols = 128, kTiles = kCols / 8;
 
-template <typename T, int kMaxK>
-__global__ void __launch_bounds__(128) conv2d_bias_relu_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                        T* __restrict__ y, int out_rows, int H, int W, int C, int O, int kh,
-                                        int kw, int stride, int Ho, int Wo, bool relu, bool vectors) {
+template <int kSteps>  // k-steps of 16 patch entries
+__global__ void __launch_bounds__(kThreads)
+    conv2d_bias_relu_kernel(const __half* __restrict__ x, const __half* __restrict__ w, const __half* __restrict__ b,
+                            __half* __restrict__ y, int positions, int H, int W, int C, int O, int kh, int kw,
+                            int stride, int Ho, int Wo, bool relu) {
   pdl_wait_and_trigger();
-  constexpr int kChannels = kChannelsFor<kMaxK>, kPositions = kPositionsFor<kMaxK>;
-  const int o0 = threadIdx.x * kChannels, K = kh * kw * C, row = kw * C;
-  // The weights and bias pass through shared memory: read straight into each thread's registers,
-  // every warp load would touch 32 cache lines, which costs more than the convolution itself.
-  extern __shared__ float staged[];  // [O * K] weights, then [O] bias
-  const int threads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
-  for (int e = tid; e < O * K; e += threads) staged[e] = to_float(w[e]);
-  for (int e = tid; e < O; e += threads) staged[O * K + e] = to_float(b[e]);
-  __syncthreads();
-  float wr[kChannels][kMaxK], bias[kChannels];
-  int offset[kMaxK];  // of patch entry k = (i, j, c): tap row i's kw * C entries are contiguous
+  const int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int K = kh * kw * C, row = kw * C, c0 = blockIdx.y * kCols;
+  // This lane's patch entries k = 16 s + 2 t4 + {0, 1, 8, 9} (the A / B fragment columns), as
+  // offsets from a position's first input: tap row i's kw * C entries are contiguous.
+  int offset[kSteps][4];
 #pragma unroll
-  for (int k = 0; k < kMaxK; ++k) offset[k] = k < K ? k / row * W * C + k % row : 0;
+  for (int s = 0; s < kSteps; ++s)
 #pragma unroll
-  for (int o = 0; o < kChannels; ++o) {
-    bias[o] = o0 + o < O ? staged[O * K + o0 + o] : 0.f;
+    for (int e = 0; e < 4; ++e) {
+      const int k = 16 * s + 2 * t4 + (e & 1) + (e >> 1) * 8;
+      offset[s][e] = k < K ? k / row * W * C + k % row : -1;
+    }
+  // B fragments: column n = g of tile j is output channel c0 + 8 j + g; bias of this lane's
+  // accumulator columns 8 j + 2 t4 (+ 1). O is a multiple of 8: a tile is whole or absent.
+  uint32_t wf[kTiles][kSteps][2];
+  float bias[kTiles][2];
 #pragma unroll
-    for (int k = 0; k < kMaxK; ++k) wr[o][k] = o0 + o < O && k < K ? staged[(o0 + o) * K + k] : 0.f;
+  for (int j = 0; j < kTiles; ++j) {
+    const int o = c0 + 8 * j + g, col = c0 + 8 * j + 2 * t4;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int k = 16 * s + 2 * t4 + 8 * h;
+        const float w0 = o < O && k < K ? __half2float(w[o * K + k]) : 0.f;
+        const float w1 = o < O && k + 1 < K ? __half2float(w[o * K + k + 1]) : 0.f;
+        wf[j][s][h] = pack_half2(w0, w1);
+      }
+    bias[j][0] = col < O ? __half2float(b[col]) : 0.f;
+    bias[j][1] = col < O ? __half2float(b[col + 1]) : 0.f;
   }
-  // A block walks output rows (b, ho), grid-stride; threadIdx.y spreads over a row's positions.
-  for (int bh = blockIdx.x; bh < out_rows; bh += gridDim.x) {
-    const int bi = bh / Ho, ho = bh - bi * Ho;
-    const T* row_src = x + (int64_t(bi) * H + ho * stride) * W * C;
-    T* row_dst = y + int64_t(bh) * Wo * O + o0;
-    for (int first = threadIdx.y; first < Wo; first += blockDim.y * kPositions) {
-      float patch[kPositions][kMaxK];
+  // 32-bit position arithmetic (the host checks the range): 64-bit division costs ~100 instructions.
+  const int step = gridDim.x * kWarps * 16;
+  for (int first = (blockIdx.x * kWarps + threadIdx.x / 32) * 16; first < positions; first += step) {
+    int pos[2];
+    const __half* src[2];
 #pragma unroll
-      for (int r = 0; r < kPositions; ++r) {
-        const int wo = first + r * blockDim.y;
-        if (wo >= Wo) break;
+    for (int r = 0; r < 2; ++r) {  // A rows g and g + 8
+      pos[r] = first + g + 8 * r;
+      const int p = min(pos[r], positions - 1), bh = p / Wo, bi = bh / Ho, wo = p - bh * Wo, ho = bh - bi * Ho;
+      src[r] = x + ((int64_t(bi) * H + ho * stride) * W + wo * stride) * C;
+    }
+    uint32_t a[kSteps][4];
 #pragma unroll
-        for (int k = 0; k < kMaxK; ++k) patch[r][k] = k < K ? to_float(row_src[wo * stride * C + offset[k]]) : 0.f;
+    for (int s = 0; s < kSteps; ++s)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {  // a0: row g, entries 0/1; a1: row g + 8; a2 / a3: entries 8/9
+        const int r = q & 1, e = (q >> 1) * 2;
+        const float v0 = offset[s][e] >= 0 ? __half2float(src[r][offset[s][e]]) : 0.f;
+        const float v1 = offset[s][e + 1] >= 0 ? __half2float(src[r][offset[s][e + 1]]) : 0.f;
+        a[s][q] = pack_half2(v0, v1);
       }
 #pragma unroll
-      for (int r = 0; r < kPositions; ++r) {
-        const int wo = first + r * blockDim.y;
-        if (wo >= Wo) break;
-        alignas(16) T out[kChannels];
+    for (int j = 0; j < kTiles; ++j) {
+      const int col = c0 + 8 * j + 2 * t4;
+      if (c0 + 8 * j >= O) break;
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int o = 0; o < kChannels; ++o) {
-          float acc = bias[o];
+      for (int s = 0; s < kSteps; ++s) mma_16816(acc, a[s], wf[j][s][0], wf[j][s][1]);
 #pragma unroll
-          for (int k = 0; k < kMaxK; ++k) acc += wr[o][k] * patch[r][k];
-          out[o] = from_float<T>(relu && acc < 0.f ? 0.f : acc);
-        }
-        T* dst = row_dst + int64_t(wo) * O;
-        if constexpr (sizeof(out) % 16 == 0) {
-          if (vectors) {  // a whole group at a 16-byte aligned offset
-#pragma unroll
-            for (int v = 0; v < int(sizeof(out) / 16); ++v)
-              reinterpret_cast<uint4*>(dst)[v] = reinterpret_cast<const uint4*>(out)[v];
-            continue;
-          }
-        }
-        for (int o = 0; o < kChannels && o0 + o < O; ++o) dst[o] = out[o];
+      for (int r = 0; r < 2; ++r) {
+        if (pos[r] >= positions) continue;
+        float v0 = acc[2 * r] + bias[j][0], v1 = acc[2 * r + 1] + bias[j][1];
+        if (relu) v0 = fmaxf(v0, 0.f), v1 = fmaxf(v1, 0.f);
+        *reinterpret_cast<__half2*>(y + int64_t(pos[r]) * O + col) = __floats2half2_rn(v0, v1);
       }
     }
   }
@@ -83,31 +93,25 @@ __global__ void __launch_bounds__(128) conv2d_bias_relu_kernel(const T* __restri
 
 }  // namespace
 
+bool conv2d_bias_relu_supports(int64_t K, int64_t O) { return K <= 32 && O % 8 == 0; }
+
 void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H, int64_t W,
-                      int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool relu, bool f16,
+                      int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool relu,
                       KernelStream stream) {
   const int64_t positions = B * Ho * Wo;
   if (positions * O == 0) return;
-  const auto launch = [&](auto kernel, int channels) {
-    // A block: every channel group of blockDim.y positions at a time; a grid that fills the GPU a
-    // few times over (each block stages the weights once), its blocks striding over output rows.
-    const int groups = int((O + channels - 1) / channels), rows = std::max(1, 128 / groups);
-    const int64_t blocks = std::min<int64_t>(B * Ho, 1024);
-    const size_t smem = size_t(O * (C * kh * kw + 1)) * sizeof(float);
-    const bool vectors = O % channels == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-    dispatch_type(f16, [&](auto t) {
-      using E = decltype(t);
-      launch_kernel(stream, kernel(t), dim3(unsigned(blocks)), dim3(unsigned(groups), unsigned(rows)), smem,
-                    static_cast<const E*>(x), static_cast<const E*>(w), static_cast<const E*>(b), static_cast<E*>(y),
-                    int(B * Ho), int(H), int(W), int(C), int(O), int(kh), int(kw), int(stride), int(Ho), int(Wo), relu,
-                    vectors);
-    });
+  // A few resident blocks per SM, each warp striding over 16-position groups: a warp's weight
+  // fragments (per-lane global loads) are then fetched once for many groups, not once or twice.
+  const int64_t chunks = (O + kCols - 1) / kCols;
+  const int64_t fill = std::max<int64_t>(1, 4 * device_limits(current_device()).sms / chunks);
+  const dim3 grid(unsigned(std::min<int64_t>((positions + kWarps * 16 - 1) / (kWarps * 16), fill)), unsigned(chunks));
+  const auto launch = [&](auto kernel) {
+    launch_kernel(stream, kernel, grid, kThreads, 0, static_cast<const __half*>(x), static_cast<const __half*>(w),
+                  static_cast<const __half*>(b), static_cast<__half*>(y), int(positions), int(H), int(W), int(C),
+                  int(O), int(kh), int(kw), int(stride), int(Ho), int(Wo), relu);
   };
-  if (C * kh * kw <= 9)
-    launch([](auto t) { return conv2d_bias_relu_kernel<decltype(t), 9>; }, kChannelsFor<9>);
-  else
-    launch([](auto t) { return conv2d_bias_relu_kernel<decltype(t), kMaxDirectConvK>; },
-           kChannelsFor<kMaxDirectConvK>);
+  if (C * kh * kw <= 16) launch(conv2d_bias_relu_kernel<1>);
+  else launch(conv2d_bias_relu_kernel<2>);
 }
 
 }  // namespace wenet_rt::cuda_kernels

@@ -82,13 +82,13 @@ void split_k_gemm_f16(const SplitKGemmParams& p, KernelStream stream);
 void cmvn(const float* x, int64_t ldx, const float* mean, const float* istd, void* y, int64_t ldy, int64_t rows,
           int64_t cols, bool f16, KernelStream stream);
 
-// Direct channels-last convolution, no padding: y = act(conv(x, w) + b) with x [B, H, W, C],
-// w [O, kh, kw, C], y [B, Ho, Wo, O], for C * kh * kw <= kMaxDirectConvK and
-// O * (C * kh * kw + 1) <= kMaxDirectConvWeights (staged in 48 KB of shared memory as float).
-constexpr int kMaxDirectConvK = 32, kMaxDirectConvWeights = 12 * 1024;
+// Direct channels-last float16 convolution on tensor cores, no padding: y = act(conv(x, w) + b)
+// with x [B, H, W, C], w [O, kh, kw, C], y [B, Ho, Wo, O], all 4-byte aligned, where
+// conv2d_bias_relu_supports(C * kh * kw, O).
+bool conv2d_bias_relu_supports(int64_t K, int64_t O);
 void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int64_t B, int64_t C, int64_t H,
                       int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t stride, int64_t Ho, int64_t Wo,
-                      bool relu, bool f16, KernelStream stream);
+                      bool relu, KernelStream stream);
 
 // im2col with one row per output position: col[(b * Ho + ho) * Wo + wo][k], k = (i, j, c) <
 // kh*kw*C, row stride ldc (>= kh*kw*C). x is NHWC [B, H, W, C], contiguous.

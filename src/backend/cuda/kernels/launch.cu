@@ -1,5 +1,7 @@
-// programmatic_launch_supported(): whether PDL may be turned on for a device (launch.cuh).
+// programmatic_launch_supported(): whether PDL may be turned on for a device, and device_limits() (launch.cuh).
 #include "backend/cuda/kernels/launch.cuh"
+
+#include <atomic>
 
 namespace wenet_rt::cuda_kernels {
 namespace {
@@ -9,6 +11,28 @@ namespace {
 __global__ void pdl_probe_kernel() { pdl_wait_and_trigger(); }
 
 }  // namespace
+
+DeviceLimits device_limits(int device) {
+  static std::atomic<bool> known[64];
+  static DeviceLimits cache[64];
+  if (device >= 0 && device < 64 && known[device].load()) return cache[device];
+  DeviceLimits d;
+  int v = 0;
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) d.sms = v;
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess && v > 0)
+    d.smem_per_block = size_t(v);
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device) == cudaSuccess && v > 0)
+    d.smem_per_sm = size_t(v);
+  cudaGetLastError();
+  if (device >= 0 && device < 64) cache[device] = d, known[device] = true;
+  return d;
+}
+
+int current_device() {
+  int device = 0;
+  cudaGetDevice(&device);
+  return device;
+}
 
 bool programmatic_launch_supported(int device) {
   int major = 0;

@@ -36,6 +36,14 @@
 
 namespace wenet_rt::cuda_kernels {
 
+// What launch plans need to know of a device (cached per device: the queries are not free).
+struct DeviceLimits {
+  int sms = 1;
+  size_t smem_per_block = 48 << 10, smem_per_sm = 48 << 10;
+};
+DeviceLimits device_limits(int device);
+int current_device();
+
 __device__ __forceinline__ void pdl_wait_and_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

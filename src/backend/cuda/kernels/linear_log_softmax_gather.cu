@@ -283,33 +283,6 @@ __global__ void __launch_bounds__(kRowLogSumExpThreads) log_softmax_gather_rows_
   }
 }
 
-// What the plan and the launch need to know of a device (cached: the queries are not free).
-struct DeviceLimits {
-  int sms = 1;
-  size_t smem_per_block = 48 << 10, smem_per_sm = 48 << 10;
-};
-DeviceLimits device_limits(int device) {
-  static std::atomic<bool> known[64];
-  static DeviceLimits cache[64];
-  if (device >= 0 && device < 64 && known[device].load()) return cache[device];
-  DeviceLimits d;
-  int v = 0;
-  if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) d.sms = v;
-  if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess && v > 0)
-    d.smem_per_block = size_t(v);
-  if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device) == cudaSuccess && v > 0)
-    d.smem_per_sm = size_t(v);
-  cudaGetLastError();
-  if (device >= 0 && device < 64) cache[device] = d, known[device] = true;
-  return d;
-}
-
-int current_device() {
-  int device = 0;
-  cudaGetDevice(&device);
-  return device;
-}
-
 // Above 48 KB of shared memory a kernel must opt in, once per device.
 template <class C>
 bool opt_in(int device, const DeviceLimits& d) {
