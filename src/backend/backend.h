@@ -195,8 +195,13 @@ class Backend {
   virtual bool conv_channels_last() const { return false; }
   virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu,
                       const Tensor& y) = 0;
-  // [B, C, T, F] -> [B, T, C, F] (flattening conv-subsampling output into frames).
-  virtual void transpose_ct(const Tensor& x, const Tensor& y) = 0;
+  // [B, C, T, F] -> [B, T, C, F] (flattening NCHW conv-subsampling output into frames; a
+  // channels-last backend's conv output is already frames and it needs no such op).
+  virtual void transpose_ct(const Tensor& x, const Tensor& y) {
+    (void)x, (void)y;
+    WENET_CHECK(false, "transpose_ct: the {} backend convolves channels-last; its conv output needs no flattening",
+                name());
+  }
   // y[b, t, :] = x[b, t, :] * scale + (pos ? pos[t, :] : 0)    (pos: [>=T, D])
   virtual void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) = 0;
   // y[b, t, :] = table[ids[b, t], :] * scale + pos[t, :]        (ids i32 [B, T])

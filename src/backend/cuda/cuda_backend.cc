@@ -465,19 +465,7 @@ class CudaBackend final : public Backend {
         (K > ck::kSplitKSlice && ck::split_k_gemm_tiles(M, N) > kSplitKCounters))
       return false;
     ck::SplitKGemmParams p{};
-    p.x = x.data;
-    p.ldx = x.row_stride();
-    p.w = w.w.data;
-    p.ldw = w.w.row_stride();
-    p.bias = w.b.data;
-    p.residual = residual ? residual->data : nullptr;
-    p.ldr = residual ? residual->row_stride() : 0;
-    p.y = y.data;
-    p.ldy = y.row_stride();
-    p.M = M;
-    p.N = N;
-    p.K = int(K);
-    p.act = to_kernel_act(act);
+    p.g = gemm_operands(x, w, act, residual, y);
     p.partials = static_cast<float*>(split_k_partials_.ptr);
     p.counters = static_cast<unsigned*>(split_k_counters_.ptr);
     ck::split_k_gemm_f16(p, kernel_stream());
@@ -549,17 +537,6 @@ class CudaBackend final : public Backend {
 
   bool conv_channels_last() const override { return true; }  // im2col rows and GEMM output need no transposes
   void conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, bool relu, const Tensor& y) override;
-
-  void transpose_ct(const Tensor& x, const Tensor& y) override {
-    begin_op("transpose_ct");
-    WENET_CHECK(x.rank == 4 && x.numel() == y.numel(), "transpose_ct: expected x [B, C, T, F] and y of equal size");
-    expect_contiguous(x, "transpose_ct", "x");
-    expect_contiguous(y, "transpose_ct", "y");
-    expect_act(x, "transpose_ct", "x");
-    expect_act(y, "transpose_ct", "y");
-    ck::transpose_middle_axes(x.data, y.data, x.dim(0), x.dim(1), x.dim(2), x.dim(3), f16(), kernel_stream());
-    after_launch("transpose_ct");
-  }
 
   void scale_add_pos(const Tensor& x, float scale, const Tensor* pos, const Tensor& y) override {
     begin_op("scale_add_pos");
@@ -773,6 +750,25 @@ class CudaBackend final : public Backend {
   }
 
   // The kernel's parameters for y = act(LayerNorm(x) W^T + b), shapes checked (no pre-norm, no masking).
+  // The operands of the few-row float16 GEMM kernels (split_k_gemm, layer_norm_gemm).
+  static ck::GemmOperands gemm_operands(const Tensor& x, const LinearWeights& w, Activation act,
+                                        const Tensor* residual, const Tensor& y) {
+    ck::GemmOperands g{};
+    g.x = x.data;
+    g.ldx = x.row_stride();
+    g.w = w.w.data;
+    g.ldw = w.w.row_stride();
+    g.bias = w.b.data;
+    g.residual = residual ? residual->data : nullptr;
+    g.ldr = residual ? residual->row_stride() : 0;
+    g.y = y.data;
+    g.ldy = y.row_stride();
+    g.M = x.rows();
+    g.N = w.w.dim(0);
+    g.K = int(x.cols());
+    g.act = to_kernel_act(act);
+    return g;
+  }
   ck::LayerNormGemmParams norm_gemm_params(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w,
                                            Activation act, const Tensor& y, const char* op) {
     const int64_t M = x.rows(), K = x.cols(), N = w.w.dim(0);
@@ -784,19 +780,10 @@ class CudaBackend final : public Backend {
     for (const Tensor* t : {&x, &y, &w.w, &n.gamma, &n.beta}) expect_act(*t, op, "operand");
     if (w.b.data) expect_act(w.b, op, "bias");
     ck::LayerNormGemmParams p{};
-    p.x = x.data;
-    p.ldx = x.row_stride();
+    p.g = gemm_operands(x, w, act, nullptr, y);
     p.gamma = n.gamma.data;
     p.beta = n.beta.data;
     p.T = x.rank >= 3 ? x.dim(-2) : M;
-    p.w = w.w.data;
-    p.bias = w.b.data;
-    p.y = y.data;
-    p.ldy = y.row_stride();
-    p.M = M;
-    p.N = N;
-    p.K = int(K);
-    p.act = to_kernel_act(act);
     return p;
   }
   bool capturing_ = false;

@@ -32,6 +32,17 @@ void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ld
                                  const void* beta, int64_t rows, int64_t cols, int64_t T, const int32_t* zero_lens,
                                  bool f16, KernelStream stream);
 
+// The operands of the few-row float16 GEMM kernels: y = act(x W^T + b) (+ residual), x [M, K]
+// (row stride ldx), W [N, K] (ldw), bias [N] or null, residual [M, N] (ldr) or null, y [M, N] (ldy).
+struct GemmOperands {
+  const void *x, *w, *bias, *residual;
+  int64_t ldx, ldw, ldr;
+  void* y;
+  int64_t ldy, M, N;
+  int K;
+  Act act;
+};
+
 // y = act(LayerNorm(x) W^T + b) in float16, in one kernel (layer_norm_gemm.cu), for few rows.
 // x [M, K], gamma, beta and W [N, K] (contiguous) 16-byte aligned, x's row stride a multiple of 8;
 // bias [N] or null; y [M, N]. Rows with (row % T) >= zero_lens[row / T] are normalized to zeros
@@ -42,14 +53,10 @@ void layer_norm_zero_padded_rows(const void* x, int64_t ldx, void* y, int64_t ld
 bool layer_norm_gemm_supports(int64_t K);
 constexpr int64_t kLayerNormGemmMaxRows = int64_t(65535) * 16;  // 16-row tiles along gridDim.y
 struct LayerNormGemmParams {
-  const void *x, *gamma, *beta, *w, *bias;
-  int64_t ldx;
+  GemmOperands g;  // w contiguous (ldw = K), no residual
+  const void *gamma, *beta;
   const int32_t* zero_lens;
   int64_t T;
-  void* y;
-  int64_t ldy, M, N;
-  int K;
-  Act act;
   const void *pre_gamma, *pre_beta;
   void* x_out;
   int64_t ld_x_out;
@@ -65,12 +72,7 @@ void layer_norm_gemm_f16(const LayerNormGemmParams& p, KernelStream stream);
 // workspace is shared by consecutive launches, not concurrent ones.
 constexpr int kSplitKSlice = 256;
 struct SplitKGemmParams {
-  const void *x, *w, *bias, *residual;
-  int64_t ldx, ldw, ldr;
-  void* y;
-  int64_t ldy, M, N;
-  int K;
-  Act act;
+  GemmOperands g;
   float* partials;
   unsigned* counters;
 };
@@ -94,10 +96,6 @@ void conv2d_bias_relu(const void* x, const void* w, const void* b, void* y, int6
 // kh*kw*C, row stride ldc (>= kh*kw*C). x is NHWC [B, H, W, C], contiguous.
 void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
                  int64_t kw, int64_t stride, int64_t Ho, int64_t Wo, bool f16, KernelStream stream);
-
-// [A, X, Y, Z] -> [A, Y, X, Z], contiguous (transpose_ct).
-void transpose_middle_axes(const void* x, void* y, int64_t A, int64_t X, int64_t Y, int64_t Z, bool f16,
-                           KernelStream stream);
 
 // y[m, :] = x[m, :] * scale + (pos ? pos[m % T, :] : 0).
 void scale_add_pos(const void* x, int64_t ldx, float scale, const void* pos, int64_t ldp, void* y, int64_t ldy,

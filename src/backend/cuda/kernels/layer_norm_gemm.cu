@@ -14,9 +14,7 @@
 // residual stream and the next block's input): the blocks of column tile 0 write its result out.
 #include <atomic>
 
-#include "backend/cuda/kernels/common.cuh"
-#include "backend/cuda/kernels/kernels.h"
-#include "backend/cuda/kernels/mma.cuh"
+#include "backend/cuda/kernels/few_row_gemm.cuh"
 
 namespace wenet_rt::cuda_kernels {
 namespace {
@@ -84,25 +82,25 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
 
   // 1. The weight tile (no kernel writes weights: fetched before the wait, while the previous
   //    kernel may still run), then the raw rows of x; all in flight at once.
-  const __half* w = static_cast<const __half*>(p.w);
+  const __half* w = static_cast<const __half*>(p.g.w);
 #pragma unroll
   for (int i = 0; i < kCols * kChunks / kThreads; ++i) {
     const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = Ws + r * LDS + c;
-    if (n0 + r < p.N) cp_async_16(dst, w + int64_t(n0 + r) * K + c);
+    if (n0 + r < p.g.N) cp_async_16(dst, w + int64_t(n0 + r) * K + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
   pdl_wait_and_trigger();
   const auto live = [&](int r) {  // rows past M and masked frames are zeros
     const int64_t m = m0 + r;
-    return m < p.M && !(p.zero_lens && (m % p.T) >= p.zero_lens[m / p.T]);
+    return m < p.g.M && !(p.zero_lens && (m % p.T) >= p.zero_lens[m / p.T]);
   };
-  const __half* x = static_cast<const __half*>(p.x);
+  const __half* x = static_cast<const __half*>(p.g.x);
 #pragma unroll
   for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
     const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = As + r * LDS + c;
-    if (live(r)) cp_async_16(dst, x + (m0 + r) * p.ldx + c);
+    if (live(r)) cp_async_16(dst, x + (m0 + r) * p.g.ldx + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
   cp_async_wait_all();
@@ -129,43 +127,10 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
   }
   __syncthreads();
 
-  // 3. Tensor cores: this warp's 16 x 16 tile over the whole K.
-  const int wn = warp * 16;
+  // 3. Tensor cores, then bias, activation and store: warp w owns columns n0 + 16 w .. + 16.
   float acc[2][4] = {};
-#pragma unroll
-  for (int k = 0; k < K; k += 16) {
-    uint32_t a[4], b[4];
-    ldmatrix_x4(a, As + (lane % 16) * LDS + k + (lane / 16) * 8);
-    ldmatrix_x4(b, Ws + (wn + lane % 8 + (lane / 16) * 8) * LDS + k + ((lane / 8) % 2) * 8);
-    mma_16816(acc[0], a, b[0], b[1]);
-    mma_16816(acc[1], a, b[2], b[3]);
-  }
-
-  // 4. Bias, activation, store (pairs of columns when y's rows allow 4-byte stores).
-  __half* y = static_cast<__half*>(p.y);
-  const __half* bias = static_cast<const __half*>(p.bias);
-  const bool pair_stores = p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0;
-  const int g = lane / 4, t4 = lane % 4, act = int(p.act);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    const int col = n0 + wn + nt * 8 + 2 * t4;
-    const float b0 = bias && col < p.N ? __half2float(bias[col]) : 0.f;
-    const float b1 = bias && col + 1 < p.N ? __half2float(bias[col + 1]) : 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + g + h * 8;
-      if (row >= p.M || col >= p.N) continue;
-      const float v0 = apply_act(acc[nt][2 * h] + b0, act);
-      const float v1 = apply_act(acc[nt][2 * h + 1] + b1, act);
-      __half* out = y + row * p.ldy + col;
-      if (pair_stores && col + 1 < p.N) {
-        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-      } else {
-        out[0] = __float2half_rn(v0);
-        if (col + 1 < p.N) out[1] = __float2half_rn(v1);
-      }
-    }
-  }
+  mma_warp_tile<K, LDS>(acc, As, Ws + warp * 16 * LDS, lane);
+  store_warp_tile(acc, p.g, m0, n0 + warp * 16, lane);
 }
 
 template <int K>
@@ -180,7 +145,7 @@ void launch(const LayerNormGemmParams& p, KernelStream stream) {
       return;  // the error stays pending for the caller's cudaGetLastError()
     opted_in[device] = true;
   }
-  const dim3 grid(unsigned((p.N + kCols - 1) / kCols), unsigned((p.M + kRows - 1) / kRows));
+  const dim3 grid(unsigned((p.g.N + kCols - 1) / kCols), unsigned((p.g.M + kRows - 1) / kRows));
   launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, kThreads, smem, p);
 }
 
@@ -189,8 +154,8 @@ void launch(const LayerNormGemmParams& p, KernelStream stream) {
 bool layer_norm_gemm_supports(int64_t K) { return K == 256 || K == 512; }
 
 void layer_norm_gemm_f16(const LayerNormGemmParams& p, KernelStream stream) {
-  if (p.M == 0 || p.N == 0) return;
-  if (p.K == 256) launch<256>(p, stream);
+  if (p.g.M == 0 || p.g.N == 0) return;
+  if (p.g.K == 256) launch<256>(p, stream);
   else launch<512>(p, stream);
 }
 

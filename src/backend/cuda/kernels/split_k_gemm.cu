@@ -10,9 +10,7 @@
 // no copy precedes the GEMM. cuBLASLt's kernels cannot start early that way: with PDL the encoder
 // at 1 x 16 frames took 0.548 ms with them and 0.474 ms with this kernel (H200, CUDA graphs);
 // without PDL this kernel was no faster (0.624 against 0.601 ms).
-#include "backend/cuda/kernels/common.cuh"
-#include "backend/cuda/kernels/kernels.h"
-#include "backend/cuda/kernels/mma.cuh"
+#include "backend/cuda/kernels/few_row_gemm.cuh"
 
 namespace wenet_rt::cuda_kernels {
 namespace {
@@ -30,13 +28,13 @@ __global__ void __launch_bounds__(kThreads) split_k_gemm_kernel(SplitKGemmParams
   const int n0 = int(blockIdx.x) * kBN, k0 = int(blockIdx.z) * kSplitKSlice, splits = int(gridDim.z);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
 
-  const __half* w = static_cast<const __half*>(p.w);
-  const __half* x = static_cast<const __half*>(p.x);
+  const __half* w = static_cast<const __half*>(p.g.w);
+  const __half* x = static_cast<const __half*>(p.g.x);
 #pragma unroll
   for (int i = 0; i < kBN * kChunks / kThreads; ++i) {
     const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = Ws + r * kLds + c;
-    if (n0 + r < p.N) cp_async_16(dst, w + int64_t(n0 + r) * p.ldw + k0 + c);
+    if (n0 + r < p.g.N) cp_async_16(dst, w + int64_t(n0 + r) * p.g.ldw + k0 + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
   pdl_wait_and_trigger();  // the weights above are fetched while the previous kernel may still run
@@ -44,23 +42,15 @@ __global__ void __launch_bounds__(kThreads) split_k_gemm_kernel(SplitKGemmParams
   for (int i = 0; i < kBM * kChunks / kThreads; ++i) {
     const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
     __half* dst = As + r * kLds + c;
-    if (m0 + r < p.M) cp_async_16(dst, x + (m0 + r) * p.ldx + k0 + c);
+    if (m0 + r < p.g.M) cp_async_16(dst, x + (m0 + r) * p.g.ldx + k0 + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
   cp_async_wait_all();
   __syncthreads();
 
-  // Warp w owns columns n0 + 16w .. +16 (two n8 tiles) of the 16 rows.
-  const int wn = warp * 16;
+  // Warp w owns columns n0 + 16 w .. + 16 (two n8 tiles) of the 16 rows.
   float acc[2][4] = {};
-#pragma unroll
-  for (int k = 0; k < kSplitKSlice; k += 16) {
-    uint32_t a[4], b[4];
-    ldmatrix_x4(a, As + (lane % 16) * kLds + k + (lane / 16) * 8);
-    ldmatrix_x4(b, Ws + (wn + lane % 8 + (lane / 16) * 8) * kLds + k + ((lane / 8) % 2) * 8);
-    mma_16816(acc[0], a, b[0], b[1]);
-    mma_16816(acc[1], a, b[2], b[3]);
-  }
+  mma_warp_tile<kSplitKSlice, kLds>(acc, As, Ws + warp * 16 * kLds, lane);
 
   if (splits > 1) {
     // Each thread's 8 accumulators as two float4 at the same place of every slice's partial.
@@ -88,37 +78,7 @@ __global__ void __launch_bounds__(kThreads) split_k_gemm_kernel(SplitKGemmParams
     if (tid == 0) p.counters[tile] = 0;  // ready for the next launch (graph replays included)
   }
 
-  // Bias, activation, residual, store (pairs of columns where y's and the residual's rows allow).
-  __half* y = static_cast<__half*>(p.y);
-  const __half* bias = static_cast<const __half*>(p.bias);
-  const __half* res = static_cast<const __half*>(p.residual);
-  const bool pairs = p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 &&
-                     (!res || (p.ldr % 2 == 0 && (reinterpret_cast<uintptr_t>(res) & 3u) == 0));
-  const int g = lane / 4, t4 = lane % 4, act = int(p.act);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    const int col = n0 + wn + nt * 8 + 2 * t4;
-    const float b0 = bias && col < p.N ? __half2float(bias[col]) : 0.f;
-    const float b1 = bias && col + 1 < p.N ? __half2float(bias[col + 1]) : 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + g + h * 8;
-      if (row >= p.M || col >= p.N) continue;
-      float v0 = apply_act(acc[nt][2 * h] + b0, act), v1 = apply_act(acc[nt][2 * h + 1] + b1, act);
-      __half* out = y + row * p.ldy + col;
-      const __half* r = res ? res + row * p.ldr + col : nullptr;
-      if (pairs && col + 1 < p.N) {
-        if (r) {
-          const float2 rv = __half22float2(*reinterpret_cast<const __half2*>(r));
-          v0 += rv.x, v1 += rv.y;
-        }
-        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-      } else {
-        out[0] = __float2half_rn(v0 + (r ? __half2float(r[0]) : 0.f));
-        if (col + 1 < p.N) out[1] = __float2half_rn(v1 + (r ? __half2float(r[1]) : 0.f));
-      }
-    }
-  }
+  store_warp_tile(acc, p.g, m0, n0 + warp * 16, lane);
 }
 
 }  // namespace
@@ -132,8 +92,8 @@ int64_t split_k_gemm_workspace_floats(int64_t M, int64_t N, int64_t K) {
 int64_t split_k_gemm_tiles(int64_t M, int64_t N) { return (M + kBM - 1) / kBM * ((N + kBN - 1) / kBN); }
 
 void split_k_gemm_f16(const SplitKGemmParams& p, KernelStream stream) {
-  if (p.M == 0 || p.N == 0) return;
-  const dim3 grid(unsigned((p.N + kBN - 1) / kBN), unsigned((p.M + kBM - 1) / kBM), unsigned(p.K / kSplitKSlice));
+  if (p.g.M == 0 || p.g.N == 0) return;
+  const dim3 grid(unsigned((p.g.N + kBN - 1) / kBN), unsigned((p.g.M + kBM - 1) / kBM), unsigned(p.g.K / kSplitKSlice));
   launch_kernel(stream, split_k_gemm_kernel, grid, kThreads, 0, p);
 }
 
