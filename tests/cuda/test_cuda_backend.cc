@@ -499,6 +499,17 @@ TEST_P(CudaAttention, ZeroLengthKeysGiveZeros) {
   run({2, 6, 12, 4, 64, 2, true, true, {0, 12}, "zero-length keys, causal, rel_pos"});
 }
 
+// Grids of at least one block per SM take blocks of 64 queries (one warp per 16 rows walks all
+// keys); smaller ones blocks of 16 queries with the keys split over the warps and merged (every
+// case above). 40 x 10 hypotheses x 4 heads: 1,600 blocks of 64, more than the SMs of any GPU.
+TEST_P(CudaAttention, ManyBlocks) {
+  std::vector<int32_t> lens(40);
+  for (size_t i = 0; i < lens.size(); ++i) lens[i] = int32_t(1 + (i * 7) % 63);
+  run({40, 63, 63, 4, 64, 10, false, false, lens, "decoder source attention, 400 query batches"});
+  run({400, 63, 63, 4, 64, 1, true, false, std::vector<int32_t>(400, 63), "decoder self attention, 400 batches"});
+  run({300, 40, 40, 4, 64, 1, false, true, std::vector<int32_t>(300, 37), "rel_pos, 300 batches"});
+}
+
 TEST_P(CudaAttention, LongKeys) { run({1, 8, 5000, 4, 64, 1, false, false, {4999}, "Tk 5000"}); }
 
 // Keys in a ring pool (the streaming encoder's K/V history): per item a slot, the frame of its
