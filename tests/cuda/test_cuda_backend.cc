@@ -499,14 +499,19 @@ TEST_P(CudaAttention, ZeroLengthKeysGiveZeros) {
   run({2, 6, 12, 4, 64, 2, true, true, {0, 12}, "zero-length keys, causal, rel_pos"});
 }
 
-// Grids of at least one block per SM take blocks of 64 queries (one warp per 16 rows walks all
-// keys); smaller ones blocks of 16 queries with the keys split over the warps and merged (every
-// case above). 40 x 10 hypotheses x 4 heads: 1,600 blocks of 64, more than the SMs of any GPU.
-TEST_P(CudaAttention, ManyBlocks) {
+// The cases above are grids of fewer blocks than SMs: blocks of 16 queries, the keys of a tile
+// split over 4 warps and merged. Grids of 1-4 blocks of 64 queries per SM split them over 2 warps
+// (240 blocks: one to four per SM from 60 to 240 SMs), larger ones not at all (1,600 blocks: four
+// per SM up to 400 SMs).
+TEST_P(CudaAttention, LargerGrids) {
   std::vector<int32_t> lens(40);
   for (size_t i = 0; i < lens.size(); ++i) lens[i] = int32_t(1 + (i * 7) % 63);
   run({40, 63, 63, 4, 64, 10, false, false, lens, "decoder source attention, 400 query batches"});
   run({400, 63, 63, 4, 64, 1, true, false, std::vector<int32_t>(400, 63), "decoder self attention, 400 batches"});
+  std::vector<int32_t> hyp_lens(60);
+  for (size_t i = 0; i < hyp_lens.size(); ++i) hyp_lens[i] = int32_t(1 + (i * 11) % 63);
+  run({60, 63, 63, 4, 64, 1, true, false, hyp_lens, "decoder self attention, 60 batches"});
+  run({60, 40, 100, 4, 64, 1, false, true, std::vector<int32_t>(60, 97), "rel_pos, 60 batches, 2 key tiles"});
   run({300, 40, 40, 4, 64, 1, false, true, std::vector<int32_t>(300, 37), "rel_pos, 300 batches"});
 }
 

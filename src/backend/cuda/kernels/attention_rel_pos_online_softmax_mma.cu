@@ -5,10 +5,9 @@
 // A block's 4 warps are (4 / KG) query groups of 16 rows x KG key groups; key tiles of 64 keys
 // (and rel-pos rows) are staged in shared memory and each warp takes its key group's 64 / KG keys
 // of every tile. The score accumulators of a warp are exactly the A fragments of the P x V
-// product, so probabilities never leave registers. With KG = 4 (a block of 16 queries) the
-// warps' partial softmax states are merged through shared memory at the end: the choice for grids
-// too small to fill the GPU, where one warp per scheduler walking all 64 keys of 16 rows was the
-// whole critical path (ncu at 1 x 256 frames: ~7 us per block, the SMs 80% without an eligible
+// product, so probabilities never leave registers. With KG > 1 the warps' partial softmax states
+// are merged through shared memory at the end: the choice for grids too small to fill the GPU,
+// where one warp per scheduler walking all 64 keys of 16 rows was the whole critical path (ncu at 1 x 256 frames: ~7 us per block, the SMs 80% without an eligible
 // warp). Softmax statistics are FP32; probabilities and (q + u), (q + v) are rounded to half for
 // the tensor cores. The queries and the first key tile are copied with cp.async all at once, and
 // u / v are added to the query fragments in registers.
@@ -319,11 +318,13 @@ void launch(const AttentionParams& p, KernelStream stream) {
 
 template <int DK, bool REL>
 void launch_kg(const AttentionParams& p, KernelStream stream) {
-  // Blocks of 64 queries once there is one per SM, else blocks of 16 with the keys split over the
-  // warps (H200: at 160 blocks of 64, the decoder at batch 4, four times the blocks re-reading the
-  // same keys cost more than the shorter chains saved: 0.464 against 0.480 ms at 4 x 256).
+  // Shorter chains per warp where the grid is small, fewer re-reads of the same keys where it is
+  // large. H200, decoder: at 160 blocks of 64 (batch 4) KG 2 beat KG 1 (4x256 0.447 -> 0.432 ms)
+  // and KG 4 lost (0.478); at 640 (batch 16) KG 1 won (16x256 1.024, KG 2 1.05, KG 4 1.18).
   const int64_t blocks = int64_t((p.Tq + 63) / 64) * p.heads * p.Bq;
-  if (blocks >= device_limits(current_device()).sms) launch<DK, REL, 1>(p, stream);
+  const int sms = device_limits(current_device()).sms;
+  if (blocks >= 4 * sms) launch<DK, REL, 1>(p, stream);
+  else if (blocks >= sms) launch<DK, REL, 2>(p, stream);
   else launch<DK, REL, 4>(p, stream);
 }
 
