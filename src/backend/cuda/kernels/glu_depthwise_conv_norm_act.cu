@@ -18,27 +18,40 @@ namespace {
 constexpr int kThreads = 256, kChannelGroup = 64;
 
 size_t smem_bytes(int frames, int group, int K) {
-  return size_t(frames + K - 1 + K + frames) * size_t(group) * sizeof(float);
+  return size_t(frames + K - 1 + K + 1 + frames) * size_t(group) * sizeof(float);
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(ConvModuleParams p, int frames,
                                                                                int group) {
-  pdl_wait_and_trigger();
   extern __shared__ float smem[];
   const int D = p.D, K = p.K, Tn = p.T, pad = p.causal ? K - 1 : (K - 1) / 2, halo_rows = frames + K - 1;
   const int t0 = blockIdx.x * frames, b = blockIdx.y, c0 = blockIdx.z * group, nc = min(group, D - c0);
   float* glu = smem;                      // [halo_rows][group], zero outside [0, T)
   float* wt = glu + halo_rows * group;    // [K][group] depthwise weights, transposed for coalesced reads
-  float* conv = wt + K * group;           // [frames][group] (LayerNorm only)
+  float* bs = wt + K * group;             // [group] conv bias
+  float* conv = bs + group;               // [frames][group] (LayerNorm only)
+  // The conv's weights and bias (model weights, which no kernel writes) before the PDL wait, so
+  // that they arrive while the previous kernel runs; unrolled so that each thread's loads are in
+  // flight together, not one round trip per element.
+  {
+    const T* w = static_cast<const T*>(p.w);
+    const T* bias = static_cast<const T*>(p.b);
+#pragma unroll 4
+    for (int e = threadIdx.x; e < K * nc; e += kThreads) {
+      const int j = e / nc, d = e - j * nc;
+      wt[j * group + d] = to_float(w[(c0 + d) * K + j]);
+    }
+    for (int d = threadIdx.x; d < nc; d += kThreads) bs[d] = to_float(bias[c0 + d]);
+  }
+  pdl_wait_and_trigger();
   const T* x = static_cast<const T*>(p.x) + int64_t(b) * Tn * p.ldx;
   const T* left = p.left ? static_cast<const T*>(p.left) + int64_t(b) * (K - 1) * p.ldl : nullptr;
   const int t_in = p.zero_from ? min(max(p.zero_from[b], 0), Tn) : Tn;  // frames read from x
-  const T* w = static_cast<const T*>(p.w);
-  const T* bias = static_cast<const T*>(p.b);
   const T* gamma = static_cast<const T*>(p.gamma);
   const T* beta = static_cast<const T*>(p.beta);
 
+#pragma unroll 4
   for (int e = threadIdx.x; e < halo_rows * nc; e += kThreads) {
     const int r = e / nc, d = e - r * nc, t = t0 - pad + r;
     float g = 0.f;
@@ -50,14 +63,10 @@ __global__ void __launch_bounds__(kThreads) glu_depthwise_conv_norm_act_kernel(C
     }
     glu[r * group + d] = g;
   }
-  for (int e = threadIdx.x; e < K * nc; e += kThreads) {
-    const int j = e / nc, d = e - j * nc;
-    wt[j * group + d] = to_float(w[(c0 + d) * K + j]);
-  }
   __syncthreads();
   for (int e = threadIdx.x; e < frames * nc; e += kThreads) {
     const int r = e / nc, d = e - r * nc;
-    float acc = to_float(bias[c0 + d]);
+    float acc = bs[d];
     for (int j = 0; j < K; ++j) acc += wt[j * group + d] * glu[(r + j) * group + d];
     if (gamma) {
       conv[r * group + d] = acc;

@@ -15,8 +15,9 @@
 //      global memory access (reads of a predecessor's output, and writes a predecessor might still
 //      be reading) and before any early return. Every grid therefore completes only after its
 //      predecessor completed, so dependencies chain: kernel C, which waits for B, also sees A.
-//      One exception: a model's GEMM weights, which only uploads (copies, not kernels) ever write,
-//      may be fetched before the wait, so that a kernel loads them while its predecessor runs.
+//      One exception: a model's weights (GEMM, depthwise conv, attention u / v), which only
+//      uploads (copies, not kernels) ever write, may be fetched before the wait, so that a kernel
+//      loads them while its predecessor runs.
 //   2. The trigger comes right after the wait: the next kernel's blocks may then become resident
 //      while this grid runs, but they only spin in their own wait until this grid has completed.
 //      (Triggering after the last global write would not be needed for correctness, see above.)

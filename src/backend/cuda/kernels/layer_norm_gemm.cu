@@ -90,7 +90,10 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
     if (n0 + r < p.g.N) cp_async_16(dst, w + int64_t(n0 + r) * K + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
+  WarpTileEpilogue epilogue;
+  load_tile_bias(epilogue, p.g, n0 + warp * 16, lane);
   pdl_wait_and_trigger();
+  load_tile_residual(epilogue, p.g, m0, n0 + warp * 16, lane);
   const auto live = [&](int r) {  // rows past M and masked frames are zeros
     const int64_t m = m0 + r;
     return m < p.g.M && !(p.zero_lens && (m % p.T) >= p.zero_lens[m / p.T]);
@@ -130,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
   // 3. Tensor cores, then bias, activation and store: warp w owns columns n0 + 16 w .. + 16.
   float acc[2][4] = {};
   mma_warp_tile<K, LDS>(acc, As, Ws + warp * 16 * LDS, lane);
-  store_warp_tile(acc, p.g, m0, n0 + warp * 16, lane);
+  store_warp_tile(acc, epilogue, p.g, m0, n0 + warp * 16, lane);
 }
 
 template <int K>

@@ -6,8 +6,8 @@
 // previous kernel runs) and multiplies on mma.sync. With one slice it finishes the tile itself;
 // otherwise it leaves its FP32 partial in the workspace and the last block of the tile to finish
 // (an atomic count) sums the partials in slice order (deterministic), applies the epilogue and
-// resets the count for the next launch. The residual is read in the epilogue, so y may alias it and
-// no copy precedes the GEMM. cuBLASLt's kernels cannot start early that way: with PDL the encoder
+// resets the count for the next launch. The residual is read by the GEMM itself (right after the PDL
+// wait, into the epilogue's registers), so y may alias it and no copy precedes the GEMM. cuBLASLt's kernels cannot start early that way: with PDL the encoder
 // at 1 x 16 frames took 0.548 ms with them and 0.474 ms with this kernel (H200, CUDA graphs);
 // without PDL this kernel was no faster (0.624 against 0.601 ms).
 #include "backend/cuda/kernels/few_row_gemm.cuh"
@@ -37,7 +37,13 @@ __global__ void __launch_bounds__(kThreads) split_k_gemm_kernel(SplitKGemmParams
     if (n0 + r < p.g.N) cp_async_16(dst, w + int64_t(n0 + r) * p.g.ldw + k0 + c);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
+  WarpTileEpilogue epilogue;
+  load_tile_bias(epilogue, p.g, n0 + warp * 16, lane);
   pdl_wait_and_trigger();  // the weights above are fetched while the previous kernel may still run
+  // Every block reads the residual now, though only a tile's last block uses it: a round trip
+  // less in that block's epilogue. y may alias it: the last block writes y after every block's
+  // reads (the count's fences order them).
+  load_tile_residual(epilogue, p.g, m0, n0 + warp * 16, lane);
 #pragma unroll
   for (int i = 0; i < kBM * kChunks / kThreads; ++i) {
     const int e = tid + i * kThreads, r = e / kChunks, c = (e % kChunks) * 8;
@@ -78,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) split_k_gemm_kernel(SplitKGemmParams
     if (tid == 0) p.counters[tile] = 0;  // ready for the next launch (graph replays included)
   }
 
-  store_warp_tile(acc, p.g, m0, n0 + warp * 16, lane);
+  store_warp_tile(acc, epilogue, p.g, m0, n0 + warp * 16, lane);
 }
 
 }  // namespace
