@@ -7,10 +7,11 @@
 // of every tile. The score accumulators of a warp are exactly the A fragments of the P x V
 // product, so probabilities never leave registers. With KG > 1 the warps' partial softmax states
 // are merged through shared memory at the end: the choice for grids too small to fill the GPU,
-// where one warp per scheduler walking all 64 keys of 16 rows was the whole critical path (ncu at 1 x 256 frames: ~7 us per block, the SMs 80% without an eligible
-// warp). Softmax statistics are FP32; probabilities and (q + u), (q + v) are rounded to half for
-// the tensor cores. The queries and the first key tile are copied with cp.async all at once, and
-// u / v are added to the query fragments in registers.
+// where one warp per scheduler walking all 64 keys of 16 rows was the whole critical path (ncu at
+// 1 x 256 frames: ~7 us per block, the SMs 80% of cycles without an eligible warp). Softmax
+// statistics are FP32; probabilities and (q + u), (q + v) are rounded to half for the tensor cores.
+// The queries and the first key tile are copied with cp.async all at once, and u / v are added to
+// the query fragments in registers.
 #include <atomic>
 
 #include "backend/cuda/kernels/attention_key_rows.cuh"
@@ -297,8 +298,8 @@ void launch(const AttentionParams& p, KernelStream stream) {
   int device = 0;
   cudaGetDevice(&device);
   if (smem > 48 * 1024 && device < 64 && !opted_in[device].load()) {
-    if (cudaFuncSetAttribute(attention_mma_kernel<DK, REL, KG>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
-        cudaSuccess)
+    if (cudaFuncSetAttribute(attention_mma_kernel<DK, REL, KG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(smem)) != cudaSuccess)
       return;  // the error stays pending for the caller's cudaGetLastError()
     opted_in[device] = true;
   }

@@ -6,10 +6,11 @@
 // previous kernel runs) and multiplies on mma.sync. With one slice it finishes the tile itself;
 // otherwise it leaves its FP32 partial in the workspace and the last block of the tile to finish
 // (an atomic count) sums the partials in slice order (deterministic), applies the epilogue and
-// resets the count for the next launch. The residual is read by the GEMM itself (right after the PDL
-// wait, into the epilogue's registers), so y may alias it and no copy precedes the GEMM. cuBLASLt's kernels cannot start early that way: with PDL the encoder
-// at 1 x 16 frames took 0.548 ms with them and 0.474 ms with this kernel (H200, CUDA graphs);
-// without PDL this kernel was no faster (0.624 against 0.601 ms).
+// resets the count for the next launch. The residual is read by the GEMM itself (right after the
+// PDL wait, into the epilogue's registers), so y may alias it and no copy precedes the GEMM.
+// cuBLASLt's kernels cannot start early that way: with PDL the encoder at 1 x 16 frames took
+// 0.548 ms with them and 0.474 ms with this kernel (H200, CUDA graphs); without PDL this kernel
+// was no faster (0.624 against 0.601 ms).
 #include "backend/cuda/kernels/few_row_gemm.cuh"
 
 namespace wenet_rt::cuda_kernels {
