@@ -749,7 +749,6 @@ class CudaBackend final : public Backend {
            aligned(x.data, 16) && aligned(n.gamma.data, 16) && aligned(n.beta.data, 16);
   }
 
-  // The kernel's parameters for y = act(LayerNorm(x) W^T + b), shapes checked (no pre-norm, no masking).
   // The operands of the few-row float16 GEMM kernels (split_k_gemm, layer_norm_gemm).
   static ck::GemmOperands gemm_operands(const Tensor& x, const LinearWeights& w, Activation act,
                                         const Tensor* residual, const Tensor& y) {
@@ -769,6 +768,8 @@ class CudaBackend final : public Backend {
     g.act = to_kernel_act(act);
     return g;
   }
+
+  // The kernel's parameters for y = act(LayerNorm(x) W^T + b), shapes checked (no pre-norm, no masking).
   ck::LayerNormGemmParams norm_gemm_params(const Tensor& x, const LayerNormWeights& n, const LinearWeights& w,
                                            Activation act, const Tensor& y, const char* op) {
     const int64_t M = x.rows(), K = x.cols(), N = w.w.dim(0);

@@ -38,8 +38,8 @@ void im2col_rows(const void* x, void* col, int64_t ldc, int64_t B, int64_t C, in
   dispatch_type(f16, [&](auto t) {
     using E = decltype(t);
     const auto launch = [&](auto kernel) {
-      launch_kernel(stream, kernel, grid, kThreads, 0, static_cast<const E*>(x), static_cast<E*>(col), int(runs), int(H),
-                    int(W), int(C), int(kh), int(kw), int(stride), int(Ho), int(Wo), ldc);
+      launch_kernel(stream, kernel, grid, kThreads, 0, static_cast<const E*>(x), static_cast<E*>(col), int(runs),
+                    int(H), int(W), int(C), int(kh), int(kw), int(stride), int(Ho), int(Wo), ldc);
     };
     // Every run starts at a multiple of C (input) or of C and ldc (column) elements.
     constexpr int64_t kVec = 16 / sizeof(E);
