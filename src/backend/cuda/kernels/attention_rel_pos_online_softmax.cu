@@ -9,7 +9,6 @@
 // the 16 lanes sharing ty (one half-warp). Tiles live in shared memory as FP32, rows padded by one
 // word so that column walks do not collide in banks. Head dims below the template size are zero
 // padded, which leaves every dot product unchanged.
-#include <atomic>
 
 #include "backend/cuda/kernels/attention_key_rows.cuh"
 #include "backend/cuda/kernels/common.cuh"
@@ -186,16 +185,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionParams p, 
 template <typename T, int DK, bool REL>
 void launch(const AttentionParams& p, KernelStream stream) {
   constexpr size_t smem = smem_floats<DK, REL>() * sizeof(float);
-  // Above 48 KB a kernel must opt in, once per device.
-  static std::atomic<bool> opted_in[64];
-  int device = 0;
-  cudaGetDevice(&device);
-  if (smem > 48 * 1024 && device < 64 && !opted_in[device].load()) {
-    if (cudaFuncSetAttribute(attention_kernel<T, DK, REL>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
-        cudaSuccess)
-      return;  // the error stays pending for the caller's cudaGetLastError()
-    opted_in[device] = true;
-  }
+  if (!opt_in_dynamic_smem(attention_kernel<T, DK, REL>, smem)) return;
   const dim3 grid(unsigned((p.Tq + kTQ - 1) / kTQ), unsigned(p.heads), unsigned(p.Bq));
   const float scale_log2 = 1.4426950408889634f / sqrtf(float(p.dk));
   launch_kernel(stream, attention_kernel<T, DK, REL>, grid, kThreads, smem, p, scale_log2);

@@ -12,7 +12,6 @@
 // statistics are FP32; probabilities and (q + u), (q + v) are rounded to half for the tensor cores.
 // The queries and the first key tile are copied with cp.async all at once, and u / v are added to
 // the query fragments in registers.
-#include <atomic>
 
 #include "backend/cuda/kernels/attention_key_rows.cuh"
 #include "backend/cuda/kernels/common.cuh"
@@ -294,15 +293,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(AttentionParams
 template <int DK, bool REL, int KG>
 void launch(const AttentionParams& p, KernelStream stream) {
   constexpr size_t smem = smem_bytes<DK, REL, KG>();
-  static std::atomic<bool> opted_in[64];  // above 48 KB a kernel must opt in, once per device
-  int device = 0;
-  cudaGetDevice(&device);
-  if (smem > 48 * 1024 && device < 64 && !opted_in[device].load()) {
-    if (cudaFuncSetAttribute(attention_mma_kernel<DK, REL, KG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(smem)) != cudaSuccess)
-      return;  // the error stays pending for the caller's cudaGetLastError()
-    opted_in[device] = true;
-  }
+  if (!opt_in_dynamic_smem(attention_mma_kernel<DK, REL, KG>, smem)) return;
   const auto aligned_to = [&](int elems) {
     const uintptr_t bytes = uintptr_t(elems) * 2 - 1;
     return p.dk % elems == 0 && (reinterpret_cast<uintptr_t>(p.q) & bytes) == 0 &&

@@ -20,7 +20,6 @@ __global__ void __launch_bounds__(kThreads)
     conv2d_bias_relu_kernel(const __half* __restrict__ x, const __half* __restrict__ w, const __half* __restrict__ b,
                             __half* __restrict__ y, int positions, int H, int W, int C, int O, int kh, int kw,
                             int stride, int Ho, int Wo, bool relu) {
-  pdl_wait_and_trigger();
   const int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
   const int K = kh * kw * C, row = kw * C, c0 = blockIdx.y * kCols;
   // This lane's patch entries k = 16 s + 2 t4 + {0, 1, 8, 9} (the A / B fragment columns), as
@@ -52,6 +51,7 @@ __global__ void __launch_bounds__(kThreads)
     bias[j][0] = col < O ? __half2float(b[col]) : 0.f;
     bias[j][1] = col < O ? __half2float(b[col + 1]) : 0.f;
   }
+  pdl_wait_and_trigger();  // the weights above are fetched while the previous kernel may still run
   // 32-bit position arithmetic (the host checks the range): 64-bit division costs ~100 instructions.
   const int step = gridDim.x * kWarps * 16;
   for (int first = (blockIdx.x * kWarps + threadIdx.x / 32) * 16; first < positions; first += step) {

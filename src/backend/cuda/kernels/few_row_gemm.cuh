@@ -48,28 +48,36 @@ __device__ __forceinline__ void load_tile_bias(WarpTileEpilogue& e, const GemmOp
   }
 }
 
+// f(nt, h, row, col) for each pair of columns col, col + 1 (the second may lie past N) of a lane's
+// rows in the 16 x 16 warp tile at (m0, n0) that lies inside y: rows m0 + lane / 4 + 8 h, columns
+// n0 + 8 nt + 2 (lane % 4), as in the C fragments of mma_16816.
+template <class F>
+__device__ __forceinline__ void for_each_tile_pair(const GemmOperands& g, int64_t m0, int n0, int lane, F&& f) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = m0 + lane / 4 + h * 8;
+      const int col = n0 + nt * 8 + 2 * (lane % 4);
+      if (row < g.M && col < g.N) f(nt, h, row, col);
+    }
+}
+
 __device__ __forceinline__ void load_tile_residual(WarpTileEpilogue& e, const GemmOperands& g, int64_t m0, int n0,
                                                    int lane) {
   const __half* res = static_cast<const __half*>(g.residual);
   if (!res) return;
   const bool pairs = column_pairs(g);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    const int col = n0 + nt * 8 + 2 * (lane % 4);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + lane / 4 + h * 8;
-      if (row >= g.M || col >= g.N) continue;
-      const __half* r = res + row * g.ldr + col;
-      if (pairs && col + 1 < g.N) {
-        const float2 rv = __half22float2(*reinterpret_cast<const __half2*>(r));
-        e.res[nt][h][0] = rv.x, e.res[nt][h][1] = rv.y;
-      } else {
-        e.res[nt][h][0] = __half2float(r[0]);
-        if (col + 1 < g.N) e.res[nt][h][1] = __half2float(r[1]);
-      }
+  for_each_tile_pair(g, m0, n0, lane, [&](int nt, int h, int64_t row, int col) {
+    const __half* r = res + row * g.ldr + col;
+    if (pairs && col + 1 < g.N) {
+      const float2 rv = __half22float2(*reinterpret_cast<const __half2*>(r));
+      e.res[nt][h][0] = rv.x, e.res[nt][h][1] = rv.y;
+    } else {
+      e.res[nt][h][0] = __half2float(r[0]);
+      if (col + 1 < g.N) e.res[nt][h][1] = __half2float(r[1]);
     }
-  }
+  });
 }
 
 // y[m0 .. m0 + 16, n0 .. n0 + 16] = act(acc + bias) (+ residual) with e's values, rows >= M and
@@ -79,24 +87,17 @@ __device__ __forceinline__ void store_warp_tile(const float (&acc)[2][4], const 
   __half* y = static_cast<__half*>(g.y);
   const bool pairs = column_pairs(g);
   const int act = int(g.act);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    const int col = n0 + nt * 8 + 2 * (lane % 4);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + lane / 4 + h * 8;
-      if (row >= g.M || col >= g.N) continue;
-      const float v0 = apply_act(acc[nt][2 * h] + e.bias[nt][0], act) + e.res[nt][h][0];
-      const float v1 = apply_act(acc[nt][2 * h + 1] + e.bias[nt][1], act) + e.res[nt][h][1];
-      __half* out = y + row * g.ldy + col;
-      if (pairs && col + 1 < g.N) {
-        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-      } else {
-        out[0] = __float2half_rn(v0);
-        if (col + 1 < g.N) out[1] = __float2half_rn(v1);
-      }
+  for_each_tile_pair(g, m0, n0, lane, [&](int nt, int h, int64_t row, int col) {
+    const float v0 = apply_act(acc[nt][2 * h] + e.bias[nt][0], act) + e.res[nt][h][0];
+    const float v1 = apply_act(acc[nt][2 * h + 1] + e.bias[nt][1], act) + e.res[nt][h][1];
+    __half* out = y + row * g.ldy + col;
+    if (pairs && col + 1 < g.N) {
+      *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+    } else {
+      out[0] = __float2half_rn(v0);
+      if (col + 1 < g.N) out[1] = __float2half_rn(v1);
     }
-  }
+  });
 }
 
 }  // namespace wenet_rt::cuda_kernels

@@ -7,7 +7,6 @@
 // needs whole frames): it stages the GLU of its frames plus the K-1 halo frames and the transposed
 // weights in shared memory, convolves, then (LayerNorm) one warp per frame normalizes and writes.
 // Frames per block shrink for small inputs so that enough blocks run.
-#include <atomic>
 
 #include "backend/cuda/kernels/common.cuh"
 #include "backend/cuda/kernels/kernels.h"
@@ -102,16 +101,7 @@ void launch(const ConvModuleParams& p, KernelStream stream) {
   int frames = 8;  // fewer frames per block until there are ~2 blocks per SM
   while (frames > 1 && int64_t((p.T + frames - 1) / frames) * p.B * groups < 264) frames /= 2;
   const size_t smem = smem_bytes(frames, group, p.K);
-  // Above 48 KB a kernel must opt in (per device); remember the largest size granted.
-  static std::atomic<size_t> granted[64];
-  int device = 0;
-  cudaGetDevice(&device);
-  if (smem > 48 * 1024 && (device >= 64 || granted[device].load() < smem)) {
-    if (cudaFuncSetAttribute(glu_depthwise_conv_norm_act_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(smem)) != cudaSuccess)
-      return;  // the error stays pending for the caller's cudaGetLastError()
-    if (device < 64) granted[device] = smem;
-  }
+  if (!opt_in_dynamic_smem(glu_depthwise_conv_norm_act_kernel<T>, smem)) return;
   const dim3 grid{unsigned((p.T + frames - 1) / frames), unsigned(p.B), unsigned(groups)};
   launch_kernel(stream, glu_depthwise_conv_norm_act_kernel<T>, grid, kThreads, smem, p, frames, group);
 }

@@ -1,7 +1,11 @@
-// programmatic_launch_supported(): whether PDL may be turned on for a device, and device_limits() (launch.cuh).
+// programmatic_launch_supported(): whether PDL may be turned on for a device; device_limits() and
+// opt_in_dynamic_smem() (launch.cuh).
 #include "backend/cuda/kernels/launch.cuh"
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <utility>
 
 namespace wenet_rt::cuda_kernels {
 namespace {
@@ -32,6 +36,20 @@ int current_device() {
   int device = 0;
   cudaGetDevice(&device);
   return device;
+}
+
+bool opt_in_dynamic_smem(const void* kernel, size_t bytes) {
+  if (bytes <= 48 * 1024) return true;
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> granted;
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(mutex);
+  size_t& largest = granted[{kernel, device}];
+  if (largest >= bytes) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess)
+    return false;
+  largest = bytes;
+  return true;
 }
 
 bool programmatic_launch_supported(int device) {

@@ -45,6 +45,15 @@ struct DeviceLimits {
 DeviceLimits device_limits(int device);
 int current_device();
 
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device: above 48 KB a
+// kernel must opt in (per device; the largest size granted is remembered). False when the runtime
+// refuses, its error left pending for the caller's cudaGetLastError().
+bool opt_in_dynamic_smem(const void* kernel, size_t bytes);
+template <typename... Params>
+bool opt_in_dynamic_smem(void (*kernel)(Params...), size_t bytes) {
+  return opt_in_dynamic_smem(reinterpret_cast<const void*>(kernel), bytes);
+}
+
 __device__ __forceinline__ void pdl_wait_and_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -12,8 +12,6 @@
 //
 // Optionally a LayerNorm before that one (a conformer block's norm_final, whose output is both the
 // residual stream and the next block's input): the blocks of column tile 0 write its result out.
-#include <atomic>
-
 #include "backend/cuda/kernels/few_row_gemm.cuh"
 
 namespace wenet_rt::cuda_kernels {
@@ -139,15 +137,7 @@ __global__ void __launch_bounds__(kThreads) layer_norm_gemm_kernel(LayerNormGemm
 template <int K>
 void launch(const LayerNormGemmParams& p, KernelStream stream) {
   constexpr size_t smem = smem_bytes<K>();
-  static std::atomic<bool> opted_in[64];  // above 48 KB a kernel must opt in, once per device
-  int device = 0;
-  cudaGetDevice(&device);
-  if (smem > 48 * 1024 && device < 64 && !opted_in[device].load()) {
-    if (cudaFuncSetAttribute(layer_norm_gemm_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
-        cudaSuccess)
-      return;  // the error stays pending for the caller's cudaGetLastError()
-    opted_in[device] = true;
-  }
+  if (!opt_in_dynamic_smem(layer_norm_gemm_kernel<K>, smem)) return;
   const dim3 grid(unsigned((p.g.N + kCols - 1) / kCols), unsigned((p.g.M + kRows - 1) / kRows));
   launch_kernel(stream, layer_norm_gemm_kernel<K>, grid, kThreads, smem, p);
 }

@@ -20,7 +20,6 @@
 // and unaligned operands: cuBLASLt logits for a chunk of rows, reduced by log_softmax_gather_rows
 // below.
 #include <algorithm>
-#include <atomic>
 
 #include "backend/cuda/kernels/common.cuh"
 #include "backend/cuda/kernels/kernels.h"
@@ -283,19 +282,6 @@ __global__ void __launch_bounds__(kRowLogSumExpThreads) log_softmax_gather_rows_
   }
 }
 
-// Above 48 KB of shared memory a kernel must opt in, once per device.
-template <class C>
-bool opt_in(int device, const DeviceLimits& d) {
-  static std::atomic<bool> done[64];
-  if (device >= 0 && device < 64 && done[device].load()) return true;
-  const size_t smem = std::min(C::smem_bytes(kMaxK), d.smem_per_block);
-  if (cudaFuncSetAttribute(linear_log_softmax_gather_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(smem)) != cudaSuccess)
-    return false;  // the error stays pending for the caller's cudaGetLastError()
-  if (device >= 0 && device < 64) done[device] = true;
-  return true;
-}
-
 // 128 rows, 32-wide K slices in 4 stages, two blocks a SM (<= 128 registers a thread; K <= 256
 // leaves room for two blocks' shared memory), so that one block's softmax overlaps the other's
 // tensor-core work. (Measured on an H200 against 128 rows, 64-wide slices in 3 stages, one block a
@@ -335,7 +321,7 @@ Plan make_plan(int64_t M, int rows_per_block, int vocab, int slots) {
 template <class C>
 void launch(const LinearLogSoftmaxGatherParams& p, float* scratch, int device, KernelStream stream) {
   const DeviceLimits d = device_limits(device);
-  if (!opt_in<C>(device, d)) return;
+  if (!opt_in_dynamic_smem(linear_log_softmax_gather_kernel<C>, C::smem_bytes(p.K))) return;
   const Plan plan = make_plan(p.M, C::kBM, p.vocab, d.sms * blocks_per_sm<C>(p.K, d));
   const dim3 grid(unsigned((p.M + C::kBM - 1) / C::kBM), unsigned(plan.splits));
   float* partial = plan.splits > 1 ? scratch : nullptr;
